@@ -1,0 +1,64 @@
+# Everything a user or CI runs. Each target installs what it is missing
+# (virtual environment, Docker engine, lab images) and is safe to run again.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PYTHON      ?= python3
+BIN         := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+# Scenarios in the order they build on each other; `make molecule SCENARIOS=docker` runs one.
+SCENARIOS   ?= docker
+PLATFORMS   ?= debian12 debian13
+MOLECULE    := molecule -c molecule/config.yml
+
+.PHONY: help demo test lint unit molecule build clean engine images venv
+
+help:
+	@echo "make demo      bring up the lab fleet and run site.yml against it"
+	@echo "make test      everything CI runs: lint, unit tests, collection build, Molecule scenarios"
+	@echo "make lint | unit | molecule | build | clean"
+
+$(BIN)/.installed: requirements.txt requirements-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+engine:
+	lab/engine.sh
+
+images: engine
+	for p in $(PLATFORMS); do lab/build-image.sh $$p; done
+
+lint: venv
+	yamllint --strict .
+	ansible-lint
+
+unit: venv
+	pytest -q tests/unit
+
+build: venv
+	rm -f mlserve-tfserving-*.tar.gz
+	ansible-galaxy collection build --force .
+	@if tar -tzf mlserve-tfserving-*.tar.gz | grep -E '^(tests|molecule|lab|\.ci)/'; then \
+	  echo "test material in the collection tarball" >&2; exit 1; fi
+
+molecule: venv images
+	for s in $(SCENARIOS); do echo "== molecule test -s $$s"; $(MOLECULE) test -s $$s; done
+
+test: lint unit build molecule
+
+demo: venv images
+	ansible-playbook lab/up.yml
+	ansible-playbook site.yml -i inventories/lab
+
+clean: venv
+	-ansible-playbook lab/down.yml
+	-for s in $(SCENARIOS); do $(MOLECULE) destroy -s $$s; done
+	rm -f mlserve-tfserving-*.tar.gz

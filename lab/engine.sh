@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Makes sure this machine has what the lab and the tests need from Debian
+# (the Docker engine, debootstrap, wrk) and that the engine is running.
+# Safe to run again: installs only what is missing, starts only what is stopped.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[ -e /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
+if [ -d /run/systemd/system ]; then
+  systemctl start docker
+else
+  # No systemd: run dockerd in the background. No bridge, no iptables, no
+  # masquerading, so no private-range network is ever created; everything in
+  # the lab uses host networking on loopback.
+  mkdir -p /var/lib/docker /var/log
+  nohup dockerd --bridge=none --iptables=false --ip-masq=false \
+    >/var/log/mlserve-dockerd.log 2>&1 &
+fi
+for _ in $(seq 60); do
+  docker info >/dev/null 2>&1 && exit 0
+  sleep 1
+done
+echo "the Docker engine did not start; see /var/log/mlserve-dockerd.log" >&2
+exit 1
