@@ -1,0 +1,599 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read TensorFlow SavedModels and model repositories without TensorFlow.
+
+Standard library only: this file runs on managed hosts (no protobuf there)
+and is also carried, as a plain file, into the serving test double's image.
+
+A SavedModel is decoded through one schema table (below) from either of its
+two on-disk forms, ``saved_model.pb`` (protobuf wire format) and
+``saved_model.pbtxt`` (protobuf text format), into the same plain structure::
+
+    {"schema_version": 1, "format": "pb",
+     "meta_graphs": [{"tags": ["serve"], "tensorflow_version": "2.21.0",
+                      "has_saver": False,
+                      "signatures": {"serving_default": {
+                          "method_name": "tensorflow/serving/predict",
+                          "inputs": {"x": {"name": "x:0", "dtype": "DT_FLOAT", "shape": [-1]}},
+                          "outputs": {...}}},
+                      "nodes": [{"name": "x", "op": "Placeholder", "inputs": [],
+                                 "attr": {"dtype": "DT_FLOAT"}}]}]}
+
+Only the fields TF Serving and this collection rely on are decoded; all
+others are skipped, as protobuf itself skips unknown fields.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import re
+import struct
+
+DTYPES = {
+    1: "DT_FLOAT", 2: "DT_DOUBLE", 3: "DT_INT32", 4: "DT_UINT8", 5: "DT_INT16",
+    6: "DT_INT8", 7: "DT_STRING", 9: "DT_INT64", 10: "DT_BOOL", 14: "DT_BFLOAT16",
+    19: "DT_HALF", 20: "DT_RESOURCE", 21: "DT_VARIANT",
+}
+
+# Ops whose presence means the graph reads its values from variables/.
+VARIABLE_OPS = frozenset(["VarHandleOp", "VariableV2", "Variable", "RestoreV2", "Restore", "RestoreSlice"])
+
+# message -> {field number: (field name, type)}; a type that is a key of this
+# table is a nested message, "opaque" a message kept undecoded (only its
+# presence matters), anything else a scalar kind.
+SCHEMA = {
+    "SavedModel": {1: ("saved_model_schema_version", "int"), 2: ("meta_graphs", "MetaGraphDef")},
+    "MetaGraphDef": {1: ("meta_info_def", "MetaInfoDef"), 2: ("graph_def", "GraphDef"),
+                     3: ("saver_def", "opaque"), 5: ("signature_def", "SignatureDefEntry")},
+    "MetaInfoDef": {4: ("tags", "string"), 5: ("tensorflow_version", "string")},
+    "SignatureDefEntry": {1: ("key", "string"), 2: ("value", "SignatureDef")},
+    "SignatureDef": {1: ("inputs", "TensorInfoEntry"), 2: ("outputs", "TensorInfoEntry"),
+                     3: ("method_name", "string")},
+    "TensorInfoEntry": {1: ("key", "string"), 2: ("value", "TensorInfo")},
+    "TensorInfo": {1: ("name", "string"), 2: ("dtype", "enum"), 3: ("tensor_shape", "TensorShapeProto")},
+    "TensorShapeProto": {2: ("dim", "Dim"), 3: ("unknown_rank", "bool")},
+    "Dim": {1: ("size", "int"), 2: ("name", "string")},
+    "GraphDef": {1: ("node", "NodeDef")},
+    "NodeDef": {1: ("name", "string"), 2: ("op", "string"), 3: ("input", "string"), 5: ("attr", "AttrEntry")},
+    "AttrEntry": {1: ("key", "string"), 2: ("value", "AttrValue")},
+    "AttrValue": {2: ("s", "bytes"), 3: ("i", "int"), 4: ("f", "float"), 5: ("b", "bool"),
+                  6: ("type", "enum"), 7: ("shape", "TensorShapeProto"), 8: ("tensor", "TensorProto")},
+    "TensorProto": {1: ("dtype", "enum"), 2: ("tensor_shape", "TensorShapeProto"), 4: ("tensor_content", "bytes"),
+                    5: ("float_val", "float"), 6: ("double_val", "double"), 7: ("int_val", "int"),
+                    10: ("int64_val", "int"), 11: ("bool_val", "bool")},
+}
+
+_FIXED = {"float": ("<f", 4), "double": ("<d", 8)}
+
+
+class SavedModelError(Exception):
+    """A SavedModel or model repository that TF Serving could not use."""
+
+
+# ---------------------------------------------------------------- wire format
+
+def _varint(data, pos):
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise SavedModelError("truncated varint at byte %d" % pos)
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise SavedModelError("varint longer than 10 bytes at byte %d" % pos)
+
+
+def _signed(value):
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _scalar(kind, wire, data, pos):
+    """One scalar (or a packed run of them); returns (values, new position)."""
+    if kind in _FIXED:
+        fmt, size = _FIXED[kind]
+        if wire == 2:
+            length, pos = _varint(data, pos)
+            end = _checked_end(data, pos, length)
+            if length % size:
+                _bad(pos)
+            return [v[0] for v in struct.iter_unpack(fmt, data[pos:end])], end
+        if wire != (5 if size == 4 else 1):
+            raise SavedModelError("unexpected wire type %d for a %s at byte %d" % (wire, kind, pos))
+        end = _checked_end(data, pos, size)
+        return [struct.unpack(fmt, data[pos:end])[0]], end
+    if kind in ("string", "bytes", "opaque"):
+        if wire != 2:
+            raise SavedModelError("unexpected wire type %d for a %s at byte %d" % (wire, kind, pos))
+        length, pos = _varint(data, pos)
+        end = _checked_end(data, pos, length)
+        raw = data[pos:end]
+        if kind != "string":
+            return [bytes(raw)], end
+        try:
+            return [raw.decode("utf-8")], end
+        except UnicodeDecodeError:
+            raise SavedModelError("invalid UTF-8 string at byte %d" % pos)
+    # int, enum, bool: varints, possibly packed
+    if wire == 2:
+        length, pos = _varint(data, pos)
+        end = _checked_end(data, pos, length)
+        values = []
+        while pos < end:
+            value, pos = _varint(data, pos)
+            values.append(value)
+        if pos != end:
+            _bad(pos)
+    elif wire == 0:
+        value, end = _varint(data, pos)
+        values = [value]
+    else:
+        raise SavedModelError("unexpected wire type %d for a %s at byte %d" % (wire, kind, pos))
+    if kind == "int":
+        values = [_signed(v) for v in values]
+    elif kind == "bool":
+        values = [bool(v) for v in values]
+    return values, end
+
+
+def _bad(pos):
+    raise SavedModelError("malformed packed field at byte %d" % pos)
+
+
+def _checked_end(data, pos, length):
+    end = pos + length
+    if end > len(data):
+        raise SavedModelError("field of %d bytes at byte %d runs past the end (%d bytes)" % (length, pos, len(data)))
+    return end
+
+
+def _skip(wire, data, pos):
+    if wire == 0:
+        return _varint(data, pos)[1]
+    if wire == 1:
+        return _checked_end(data, pos, 8)
+    if wire == 2:
+        length, pos = _varint(data, pos)
+        return _checked_end(data, pos, length)
+    if wire == 5:
+        return _checked_end(data, pos, 4)
+    raise SavedModelError("unsupported wire type %d at byte %d" % (wire, pos))
+
+
+def decode_message(data, message, start=0, end=None):
+    """Decode bytes as `message` of SCHEMA into {field name: [values]}."""
+    fields = SCHEMA[message]
+    end = len(data) if end is None else end
+    out = {}
+    pos = start
+    while pos < end:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise SavedModelError("field number 0 at byte %d" % pos)
+        if number not in fields:
+            pos = _skip(wire, data, pos)
+            continue
+        name, kind = fields[number]
+        if kind in SCHEMA:
+            if wire != 2:
+                raise SavedModelError("unexpected wire type %d for %s.%s at byte %d" % (wire, message, name, pos))
+            length, pos = _varint(data, pos)
+            sub_end = _checked_end(data, pos, length)
+            out.setdefault(name, []).append(decode_message(data, kind, pos, sub_end))
+            pos = sub_end
+        else:
+            values, pos = _scalar(kind, wire, data, pos)
+            out.setdefault(name, []).extend(values)
+        if pos > end:
+            raise SavedModelError("field %s.%s runs past its message" % (message, name))
+    return out
+
+
+# ---------------------------------------------------------------- text format
+
+_TOKEN = re.compile(r"""
+    \s+|\#[^\n]*                                   # space and comments
+  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<number>[-+]?(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?[fF]?|inf(?:inity)?|nan)(?![\w.]))
+  | (?P<ident>[-]?[A-Za-z_][\w.]*)
+  | (?P<punct>[{}<>:\[\],;/])
+""", re.VERBOSE)
+
+_ESCAPES = {"n": 10, "t": 9, "r": 13, "a": 7, "b": 8, "f": 12, "v": 11, "\\": 92, "'": 39, '"': 34, "?": 63}
+
+
+def _unescape(body):
+    out = bytearray()
+    raw = body.encode("utf-8")
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c != 92:
+            out.append(c)
+            i += 1
+            continue
+        i += 1
+        if i >= len(raw):
+            raise SavedModelError("string ends in a backslash")
+        e = chr(raw[i])
+        if e in _ESCAPES:
+            out.append(_ESCAPES[e])
+            i += 1
+        elif e in "01234567":
+            j = i
+            while j < len(raw) and j - i < 3 and chr(raw[j]) in "01234567":
+                j += 1
+            out.append(int(raw[i:j], 8) & 0xFF)
+            i = j
+        elif e in "xX":
+            j = i + 1
+            while j < len(raw) and j - i <= 2 and chr(raw[j]) in "0123456789abcdefABCDEF":
+                j += 1
+            out.append(int(raw[i + 1:j], 16))
+            i = j
+        else:
+            raise SavedModelError("unknown escape \\%s in a string" % e)
+    return bytes(out)
+
+
+def _tokens(text):
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise SavedModelError("unexpected text at offset %d: %r" % (pos, text[pos:pos + 20]))
+        pos = m.end()
+        kind = m.lastgroup
+        if kind:
+            yield kind, m.group(kind), m.start()
+    yield "end", None, pos
+
+
+class _TextParser:
+    """Parses protobuf text format into {field name: [value]}.
+
+    Values are strings (bytes for quoted strings), numbers, identifiers (for
+    enums), or nested dicts; the schema converts them afterwards.
+    """
+
+    def __init__(self, text):
+        self._tokens = _tokens(text)
+        self._advance()
+
+    def _advance(self):
+        self.kind, self.value, self.pos = next(self._tokens)
+
+    def _expect(self, value):
+        if self.value != value:
+            raise SavedModelError("expected %r at offset %d, found %r" % (value, self.pos, self.value))
+        self._advance()
+
+    def message(self, closing=None):
+        out = {}
+        while not (self.kind == "end" or (self.kind == "punct" and self.value == closing)):
+            name = self._field_name()
+            if self.kind == "punct" and self.value == ":":
+                self._advance()
+                values = self._values()
+            elif self.kind == "punct" and self.value in "{<":
+                values = [self._submessage()]
+            else:
+                raise SavedModelError("expected ':' or '{' after %s at offset %d" % (name, self.pos))
+            out.setdefault(name, []).extend(values)
+            if self.kind == "punct" and self.value in ",;":
+                self._advance()
+        if closing is None and self.kind != "end":
+            raise SavedModelError("unexpected %r at offset %d" % (self.value, self.pos))
+        return out
+
+    def _field_name(self):
+        if self.kind == "ident":
+            name = self.value
+            self._advance()
+            return name
+        if self.kind == "punct" and self.value == "[":
+            # An extension or Any type URL: kept under its bracketed name.
+            parts = []
+            self._advance()
+            while not (self.kind == "punct" and self.value == "]"):
+                if self.kind == "end":
+                    raise SavedModelError("unterminated '[' in a field name")
+                parts.append(self.value)
+                self._advance()
+            self._advance()
+            return "[%s]" % "".join(parts)
+        raise SavedModelError("expected a field name at offset %d, found %r" % (self.pos, self.value))
+
+    def _submessage(self):
+        closing = "}" if self.value == "{" else ">"
+        self._advance()
+        result = self.message(closing)
+        self._expect(closing)
+        return result
+
+    def _values(self):
+        if self.kind == "punct" and self.value == "[":
+            self._advance()
+            values = []
+            while not (self.kind == "punct" and self.value == "]"):
+                values.extend(self._values())
+                if self.kind == "punct" and self.value == ",":
+                    self._advance()
+            self._advance()
+            return values
+        if self.kind == "punct" and self.value in "{<":
+            return [self._submessage()]
+        if self.kind == "string":
+            data = b""
+            while self.kind == "string":  # adjacent strings concatenate
+                data += _unescape(self.value[1:-1])
+                self._advance()
+            return [data]
+        if self.kind in ("number", "ident"):
+            value = self.value
+            self._advance()
+            return [value]
+        raise SavedModelError("expected a value at offset %d, found %r" % (self.pos, self.value))
+
+
+def _text_number(value, kind):
+    text = value.lower().rstrip("f") if not value.lower().startswith(("0x", "-0x")) else value.lower()
+    if kind in ("float", "double"):
+        if text.lstrip("+-") in ("inf", "infinity", "nan"):
+            return float(text.replace("infinity", "inf"))
+        return float(text)
+    return int(text, 0) if not re.match(r"^[-+]?0\d", text) else int(text, 8)
+
+
+def _from_text(tree, message):
+    """Map a parsed text tree onto SCHEMA, like decode_message does for bytes."""
+    by_name = dict((name, kind) for name, kind in SCHEMA[message].values())
+    out = {}
+    for name, values in tree.items():
+        if name not in by_name:
+            continue
+        kind = by_name[name]
+        converted = []
+        for value in values:
+            if kind in SCHEMA or kind == "opaque":
+                if not isinstance(value, dict):
+                    raise SavedModelError("%s.%s must be a message" % (message, name))
+                converted.append(_from_text(value, kind) if kind in SCHEMA else b"")
+            elif isinstance(value, dict):
+                raise SavedModelError("%s.%s must be a scalar" % (message, name))
+            elif kind == "string":
+                converted.append(value.decode("utf-8") if isinstance(value, bytes) else value)
+            elif kind == "bytes":
+                converted.append(value if isinstance(value, bytes) else value.encode("utf-8"))
+            elif kind == "bool":
+                converted.append(value in ("true", "True", "t", "1"))
+            elif kind == "enum" and not re.match(r"^-?\d+$", value):
+                names = dict((v, k) for k, v in DTYPES.items())
+                if value not in names:
+                    raise SavedModelError("unknown enum value %s for %s.%s" % (value, message, name))
+                converted.append(names[value])
+            else:
+                try:
+                    converted.append(_text_number(value, kind))
+                except ValueError:
+                    raise SavedModelError("%r is not a number for %s.%s" % (value, message, name))
+        out[name] = converted
+    return out
+
+
+# ---------------------------------------------------------------- plain structure
+
+def _first(tree, name, default=None):
+    values = tree.get(name)
+    return values[-1] if values else default  # protobuf: the last one wins
+
+
+def _shape(tree):
+    if tree is None:
+        return None
+    if _first(tree, "unknown_rank", False):
+        return None
+    return [_first(dim, "size", 0) for dim in tree.get("dim", [])]
+
+
+def dtype_name(number):
+    return DTYPES.get(number, "DT_%d" % number)
+
+
+def _tensor(tree):
+    dtype = _first(tree, "dtype", 0)
+    shape = _shape(_first(tree, "tensor_shape")) or []
+    content = _first(tree, "tensor_content")
+    if content is not None:
+        fmt = {1: "f", 2: "d", 3: "i", 9: "q", 4: "B", 5: "h", 6: "b", 10: "?"}.get(dtype)
+        if fmt is None:
+            values = []
+        else:
+            size = struct.calcsize(fmt)
+            if len(content) % size:
+                raise SavedModelError("tensor_content of %d bytes is not a whole number of %s"
+                                      % (len(content), dtype_name(dtype)))
+            values = list(struct.unpack("<%d%s" % (len(content) // size, fmt), content))
+    else:
+        values = (tree.get("float_val") or tree.get("double_val") or tree.get("int_val")
+                  or tree.get("int64_val") or tree.get("bool_val") or [])
+    return {"dtype": dtype_name(dtype), "shape": shape, "values": list(values)}
+
+
+def _attr(tree):
+    if "tensor" in tree:
+        return _tensor(_first(tree, "tensor"))
+    if "type" in tree:
+        return dtype_name(_first(tree, "type"))
+    if "shape" in tree:
+        return _shape(_first(tree, "shape"))
+    for key in ("f", "i", "b"):
+        if key in tree:
+            return _first(tree, key)
+    if "s" in tree:
+        return _first(tree, "s").decode("utf-8", "replace")
+    return None
+
+
+def _tensor_info(tree):
+    return {"name": _first(tree, "name", ""), "dtype": dtype_name(_first(tree, "dtype", 0)),
+            "shape": _shape(_first(tree, "tensor_shape"))}
+
+
+def _meta_graph(tree):
+    info = _first(tree, "meta_info_def", {})
+    signatures = {}
+    for entry in tree.get("signature_def", []):
+        value = _first(entry, "value", {})
+        signatures[_first(entry, "key", "")] = {
+            "method_name": _first(value, "method_name", ""),
+            "inputs": dict((_first(e, "key", ""), _tensor_info(_first(e, "value", {}))) for e in value.get("inputs", [])),
+            "outputs": dict((_first(e, "key", ""), _tensor_info(_first(e, "value", {}))) for e in value.get("outputs", [])),
+        }
+    nodes = []
+    for node in _first(tree, "graph_def", {}).get("node", []):
+        nodes.append({
+            "name": _first(node, "name", ""),
+            "op": _first(node, "op", ""),
+            "inputs": list(node.get("input", [])),
+            "attr": dict((_first(e, "key", ""), _attr(_first(e, "value", {}))) for e in node.get("attr", [])),
+        })
+    return {"tags": list(info.get("tags", [])), "tensorflow_version": _first(info, "tensorflow_version", ""),
+            "has_saver": "saver_def" in tree, "signatures": signatures, "nodes": nodes}
+
+
+def _saved_model(tree, fmt):
+    return {"schema_version": _first(tree, "saved_model_schema_version", 0), "format": fmt,
+            "meta_graphs": [_meta_graph(m) for m in tree.get("meta_graphs", [])]}
+
+
+def parse_saved_model(data):
+    """Decode the bytes of a saved_model.pb."""
+    if not data:
+        raise SavedModelError("saved_model.pb is empty")
+    return _saved_model(decode_message(memoryview(data).tobytes(), "SavedModel"), "pb")
+
+
+def parse_saved_model_text(text):
+    """Decode the text of a saved_model.pbtxt."""
+    return _saved_model(_from_text(_TextParser(text).message(), "SavedModel"), "pbtxt")
+
+
+def load_saved_model(version_dir):
+    """Read a version directory's saved_model.pb, or else saved_model.pbtxt.
+
+    TF Serving prefers the binary form when both exist; so does this.
+    """
+    pb = os.path.join(version_dir, "saved_model.pb")
+    pbtxt = os.path.join(version_dir, "saved_model.pbtxt")
+    if os.path.isfile(pb):
+        with open(pb, "rb") as f:
+            return parse_saved_model(f.read())
+    if os.path.isfile(pbtxt):
+        with open(pbtxt, "rb") as f:
+            try:
+                text = f.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise SavedModelError("saved_model.pbtxt is not UTF-8 text")
+        return parse_saved_model_text(text)
+    raise SavedModelError("no saved_model.pb or saved_model.pbtxt")
+
+
+def needs_variables(meta_graph):
+    """True when the graph restores values from the variables/ directory."""
+    return meta_graph["has_saver"] or any(n["op"] in VARIABLE_OPS for n in meta_graph["nodes"])
+
+
+def signature_compatible(old, new):
+    """Whether a client of `old` can call `new` unchanged: (bool, reason).
+
+    Every input must keep its key, dtype and rank, and a dimension fixed in
+    both must keep its size (-1 on either side accepts any); no input may be
+    added (a client would not send it). Every output the old signature had
+    must still exist with the same dtype. New outputs are fine.
+    """
+    for side in ("inputs", "outputs"):
+        for key, before in sorted(old[side].items()):
+            after = new[side].get(key)
+            if after is None:
+                return False, "%s %r was removed" % (side[:-1], key)
+            if after["dtype"] != before["dtype"]:
+                return False, "%s %r changed dtype from %s to %s" % (side[:-1], key, before["dtype"], after["dtype"])
+            if side == "outputs" or before["shape"] is None or after["shape"] is None:
+                continue
+            if len(before["shape"]) != len(after["shape"]):
+                return False, "input %r changed rank from %d to %d" % (key, len(before["shape"]), len(after["shape"]))
+            for axis, (a, b) in enumerate(zip(before["shape"], after["shape"])):
+                if a != -1 and b != -1 and a != b:
+                    return False, "input %r changed dimension %d from %d to %d" % (key, axis, a, b)
+    added = sorted(set(new["inputs"]) - set(old["inputs"]))
+    if added:
+        return False, "input %r was added" % added[0]
+    return True, ""
+
+
+# ---------------------------------------------------------------- repository
+
+def directory_checksum(path):
+    """(sha256 hex, file count, total bytes) of a directory's content.
+
+    Independent of file order, timestamps and permissions: the digest covers
+    the sorted relative paths and each file's bytes, nothing else.
+    """
+    files = []
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in names:
+            full = os.path.join(root, name)
+            files.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
+    digest = hashlib.sha256()
+    total = 0
+    for rel, full in sorted(files):
+        digest.update(rel.encode("utf-8") + b"\0")
+        file_digest = hashlib.sha256()
+        with open(full, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                file_digest.update(chunk)
+                total += len(chunk)
+        digest.update(file_digest.digest())
+    return digest.hexdigest(), len(files), total
+
+
+_LOOKS_LIKE_VERSION = re.compile(r"^(v|ver|version)?[-_]?\d+([._-]\d+)*$", re.IGNORECASE)
+
+
+def scan_model_base(path):
+    """Find version directories the way TF Serving does.
+
+    Returns (versions, problems): versions maps each number to its directory
+    name; problems lists directories TF Serving would silently skip although
+    they look like versions (``v2``, ``2.0``) and numbers that two directories
+    share (``1`` and ``001``: TF Serving serves only one of them). Names that
+    start with a dot (staging copies such as ``.incoming-3``) are ignored.
+    """
+    if not os.path.isdir(path):
+        raise SavedModelError("model base path %s is not a directory" % path)
+    versions = {}
+    problems = []
+    for name in sorted(os.listdir(path)):
+        if name.startswith(".") or not os.path.isdir(os.path.join(path, name)):
+            continue
+        if name.isdigit():
+            number = int(name)
+            if number in versions:
+                problems.append("directories %r and %r are both version %d; TF Serving serves only one of them"
+                                % (versions[number], name, number))
+                continue
+            versions[number] = name
+        elif _LOOKS_LIKE_VERSION.match(name):
+            problems.append("directory %r looks like a version but is not a number; TF Serving ignores it "
+                            "(name version directories 1, 2, 3...)" % name)
+    return versions, problems

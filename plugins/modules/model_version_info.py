@@ -1,0 +1,263 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: model_version_info
+short_description: Read and check the versions of a TensorFlow Serving model repository
+version_added: 0.1.0
+description:
+  - Reads one model's base directory the way TensorFlow Serving discovers versions, and reports each version's
+    SavedModel (MetaGraph tags, signatures, TensorFlow version), its file count, size and a content checksum.
+  - Needs nothing beyond Python's standard library on the host; TensorFlow is not required.
+  - Fails, naming the path, the version and the reason, on anything TensorFlow Serving would refuse or silently
+    mishandle, before a server ever sees it.
+author:
+  - mlserve maintainers
+options:
+  path:
+    description:
+      - The model base directory, whose numeric sub-directories are the versions (C(<path>/1/saved_model.pb)).
+    type: path
+    required: true
+  versions:
+    description:
+      - The versions that must be present and valid.
+      - When omitted, every version found is checked.
+    type: list
+    elements: int
+  signature_name:
+    description:
+      - The signature every checked version must have.
+    type: str
+    default: serving_default
+  tags:
+    description:
+      - The tags of the MetaGraph TensorFlow Serving loads (its C(--saved_model_tags)).
+    type: list
+    elements: str
+    default: [serve]
+  compatible:
+    description:
+      - Check that each checked version's signature is compatible with the previous version's, so that a client
+        of one version can call the next unchanged.
+      - Incompatible means an input added, removed, or changed in dtype, rank or a fixed dimension, or an output
+        removed or changed in dtype.
+    type: bool
+    default: true
+  strict:
+    description:
+      - Treat directories that TensorFlow Serving would silently skip as errors rather than warnings.
+      - These are directories that look like versions but are not numbers (C(v2), C(2.0)) and two directories
+        with the same number (C(1) and C(001)).
+    type: bool
+    default: true
+  checksums_only:
+    description:
+      - Only list the numeric version directories with their checksums, file counts and sizes, without reading
+        or checking the SavedModels. Used to compare a copy with its source.
+      - A missing O(path) then reports no versions instead of failing.
+    type: bool
+    default: false
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything.
+notes:
+  - Directories whose names start with a dot are staging copies and are ignored, as TensorFlow Serving ignores them.
+  - Signatures named C(__saved_model_init_op), which TensorFlow 2 adds to every export, are not reported.
+seealso:
+  - name: TensorFlow Serving
+    description: Serving models, version directories and model config files.
+    link: https://www.tensorflow.org/tfx/guide/serving
+"""
+
+EXAMPLES = r"""
+- name: Check three versions of a model on the controller
+  mlserve.tfserving.model_version_info:
+    path: models/half_plus
+    versions: [1, 2, 3]
+  delegate_to: localhost
+  register: source
+
+- name: Show each version's signature inputs
+  ansible.builtin.debug:
+    msg: "{{ source.versions | items2dict(key_name='version', value_name='signatures') }}"
+
+- name: Allow a version directory named v2 to sit beside the real versions
+  mlserve.tfserving.model_version_info:
+    path: /srv/tfserving/models/half_plus
+    strict: false
+
+- name: Compare a host's copy with its source
+  mlserve.tfserving.model_version_info:
+    path: /srv/tfserving/models/half_plus
+    checksums_only: true
+  register: copy
+"""
+
+RETURN = r"""
+path:
+  description: The model base directory that was read.
+  returned: always
+  type: str
+  sample: /srv/tfserving/models/half_plus
+versions:
+  description: One entry per checked version, in ascending order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: The version number.
+      type: int
+      sample: 2
+    directory:
+      description: The directory name that holds the version.
+      type: str
+      sample: "2"
+    format:
+      description: C(pb) for saved_model.pb, C(pbtxt) for saved_model.pbtxt. Not returned with O(checksums_only).
+      type: str
+      sample: pb
+    tags:
+      description: The tags of the MetaGraph that matched O(tags). Not returned with O(checksums_only).
+      type: list
+      elements: str
+      sample: [serve]
+    tensorflow_version:
+      description: The TensorFlow version that wrote the SavedModel. Not returned with O(checksums_only).
+      type: str
+      sample: 2.21.0
+    signatures:
+      description:
+        - The MetaGraph's signatures by name, each with C(method_name), C(inputs) and C(outputs); each input and
+          output has C(name) (the tensor), C(dtype) (such as C(DT_FLOAT)) and C(shape) (a list, -1 for an unknown
+          dimension, null for an unknown rank).
+        - Not returned with O(checksums_only).
+      type: dict
+      sample:
+        serving_default:
+          method_name: tensorflow/serving/predict
+          inputs: {x: {name: "x:0", dtype: DT_FLOAT, shape: [-1]}}
+          outputs: {y: {name: "y:0", dtype: DT_FLOAT, shape: [-1]}}
+    file_count:
+      description: Number of files in the version directory.
+      type: int
+      sample: 3
+    total_bytes:
+      description: Total size of those files.
+      type: int
+      sample: 13025
+    checksum:
+      description: SHA-256 over the sorted relative paths and contents; independent of file order and timestamps.
+      type: str
+      sample: 51ef17f543298d71f94d9a4a21cba1addf3468c565ec1b098e8948da32621e48
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import (
+    SavedModelError,
+    directory_checksum,
+    load_saved_model,
+    needs_variables,
+    scan_model_base,
+    signature_compatible,
+)
+
+INIT_OP_SIGNATURE = "__saved_model_init_op"
+
+
+def check_version(version_dir, tags, signature_name):
+    """The reported facts of one version; raises SavedModelError on a problem."""
+    model = load_saved_model(version_dir)
+    wanted = set(tags)
+    graphs = [g for g in model["meta_graphs"] if set(g["tags"]) == wanted]
+    if not graphs:
+        found = ", ".join("[%s]" % ", ".join(g["tags"]) for g in model["meta_graphs"]) or "none"
+        raise SavedModelError("no MetaGraph has the tags [%s] (found: %s)" % (", ".join(tags), found))
+    graph = graphs[0]
+    signatures = dict((k, v) for k, v in graph["signatures"].items() if k != INIT_OP_SIGNATURE)
+    if signature_name not in signatures:
+        raise SavedModelError("signature %r is missing (found: %s)"
+                              % (signature_name, ", ".join(sorted(signatures)) or "none"))
+    if needs_variables(graph) and not os.path.isfile(os.path.join(version_dir, "variables", "variables.index")):
+        raise SavedModelError("variables/variables.index is missing, and the graph reads its values from it")
+    return {"format": model["format"], "tags": graph["tags"], "tensorflow_version": graph["tensorflow_version"],
+            "signatures": signatures}
+
+
+def run(params, warn):
+    """The module's work, apart from AnsibleModule: returns the result or raises SavedModelError."""
+    path = params["path"]
+    if params["checksums_only"] and not os.path.isdir(path):
+        return {"path": path, "versions": []}
+    found, problems = scan_model_base(path)
+    for problem in problems:
+        if params["strict"]:
+            raise SavedModelError("%s: %s" % (path, problem))
+        warn("%s: %s" % (path, problem))
+    declared = params["versions"]
+    if declared is None:
+        declared = sorted(found)
+    for number in declared:
+        if number < 0:
+            raise SavedModelError("%s: version %d is not valid: versions are non-negative integers" % (path, number))
+        if number not in found:
+            raise SavedModelError("%s: version %d is missing (found: %s)"
+                                  % (path, number, ", ".join(str(v) for v in sorted(found)) or "no versions"))
+    results = []
+    previous = None
+    for number in sorted(set(declared)):
+        version_dir = os.path.join(path, found[number])
+        checksum, file_count, total_bytes = directory_checksum(version_dir)
+        entry = {"version": number, "directory": found[number], "checksum": checksum,
+                 "file_count": file_count, "total_bytes": total_bytes}
+        if not params["checksums_only"]:
+            try:
+                entry.update(check_version(version_dir, params["tags"], params["signature_name"]))
+            except SavedModelError as e:
+                raise SavedModelError("%s: version %d (%s): %s" % (path, number, found[number], e))
+            if params["compatible"] and previous is not None:
+                ok, reason = signature_compatible(previous["signatures"][params["signature_name"]],
+                                                  entry["signatures"][params["signature_name"]])
+                if not ok:
+                    raise SavedModelError("%s: version %d (%s): signature %r is incompatible with version %d: %s"
+                                          % (path, number, found[number], params["signature_name"],
+                                             previous["version"], reason))
+            previous = entry
+        results.append(entry)
+    return {"path": path, "versions": results}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            versions=dict(type="list", elements="int"),
+            signature_name=dict(type="str", default="serving_default"),
+            tags=dict(type="list", elements="str", default=["serve"]),
+            compatible=dict(type="bool", default=True),
+            strict=dict(type="bool", default=True),
+            checksums_only=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module.params, module.warn)
+    except SavedModelError as e:
+        module.fail_json(msg=str(e), path=module.params["path"])
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
