@@ -10,7 +10,7 @@ BIN         := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 # Scenarios in the order they build on each other; `make molecule SCENARIOS=docker` runs one.
-SCENARIOS   ?= docker
+SCENARIOS   ?= docker models
 PLATFORMS   ?= debian12 debian13
 MOLECULE    := molecule -c molecule/config.yml
 

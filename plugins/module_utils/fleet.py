@@ -1,0 +1,388 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Everything the roles derive from the one declaration, ``tfserving_models``.
+
+Standard library only, no Ansible imports: the filter plugins are thin
+wrappers around these functions, and the unit tests call them directly.
+
+A declared model (see the README for the full form)::
+
+    {"name": "half_plus", "source": "/models/half_plus", "versions": [1, 2],
+     "labels": {"stable": 1}, "topology": "shared", "hosts": "tfserving",
+     "routes": {"default": "stable", "split": {...}, "aliases": {...}}}
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+LABEL_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+TOPOLOGIES = ("shared", "isolated")
+MODEL_KEYS = ("name", "source", "versions", "labels", "topology", "image", "hosts", "resources",
+              "rest_port", "grpc_port", "overrides", "routes")
+OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port")
+RESOURCE_KEYS = ("memory", "cpus")
+ROUTE_KEYS = ("default", "split", "aliases")
+
+# Where the models role puts versions on a host, and where a serving
+# container sees them and its config.
+DEFAULT_MODELS_ROOT = "/srv/tfserving/models"
+CONTAINER_MODELS_ROOT = "/models"
+CONTAINER_CONFIG = "/etc/tfserving/models.config"
+DEFAULT_PORT_BASE = 8500
+DEFAULT_GROUP = "tfserving"
+
+
+class FleetError(Exception):
+    """The declaration cannot be served as written."""
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _version_key(value):
+    """Versions may arrive as ints or as YAML dict keys that are strings."""
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _declared(versions):
+    return ", ".join(str(v) for v in versions)
+
+
+def _check_port(problems, where, value):
+    if value is not None and not (_is_int(value) and 1 <= value <= 65535):
+        problems.append("%s: %r is not a port; use an integer from 1 to 65535" % (where, value))
+
+
+def _check_resources(problems, where, value):
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        problems.append("%s: %r must be a mapping with memory and/or cpus" % (where, value))
+        return
+    for key in sorted(set(value) - set(RESOURCE_KEYS)):
+        problems.append("%s.%s: unknown key; valid keys are %s" % (where, key, ", ".join(RESOURCE_KEYS)))
+    memory = value.get("memory")
+    if memory is not None and not re.match(r"^\d+[bkmg]?$", str(memory), re.IGNORECASE):
+        problems.append("%s.memory: %r is not a size; use a number with an optional unit b, k, m or g (e.g. 2g)"
+                        % (where, memory))
+    cpus = value.get("cpus")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
+        problems.append("%s.cpus: %r is not a CPU count; use a positive number (e.g. 1.5)" % (where, cpus))
+
+
+def validate_models(models, groups=None):
+    """Every problem of the declaration at once, each naming where and why.
+
+    `groups` is the inventory's group names; when given, each model's
+    `hosts` must be one of them.
+    """
+    problems = []
+    if not isinstance(models, list):
+        return ["tfserving_models: must be a list of models, got %s" % type(models).__name__]
+    names = {}
+    aliases = {}
+    for i, model in enumerate(models):
+        where = "tfserving_models[%d]" % i
+        if not isinstance(model, dict):
+            problems.append("%s: must be a mapping with at least name, source and versions" % where)
+            continue
+        for key in sorted(set(model) - set(MODEL_KEYS)):
+            problems.append("%s.%s: unknown key; valid keys are %s" % (where, key, ", ".join(MODEL_KEYS)))
+        name = model.get("name")
+        if not isinstance(name, str) or not MODEL_NAME.match(name):
+            problems.append("%s.name: %r is not a valid model name; use letters, digits, '_' and '-', "
+                            "starting with a letter or digit" % (where, name))
+            name = "model %d" % i
+        elif name in names:
+            problems.append("%s.name: %r is already declared by tfserving_models[%d]; model names must be unique"
+                            % (where, name, names[name]))
+        else:
+            names[name] = i
+        if not isinstance(model.get("source"), str) or not model.get("source"):
+            problems.append("%s.source: %r must be the model's base directory on the controller"
+                            % (where, model.get("source")))
+        versions = model.get("versions")
+        if not isinstance(versions, list) or not versions or not all(_is_int(v) and v > 0 for v in versions):
+            problems.append("%s.versions: %r must be a non-empty list of positive integers (the version "
+                            "directory names, e.g. [1, 2]; a directory named v2 is never served)" % (where, versions))
+            versions = []
+        elif len(set(versions)) != len(versions):
+            problems.append("%s.versions: %r lists a version twice" % (where, versions))
+        topology = model.get("topology", "shared")
+        if topology not in TOPOLOGIES:
+            problems.append("%s.topology: %r is not valid; use one of %s" % (where, topology, ", ".join(TOPOLOGIES)))
+        labels = model.get("labels") or {}
+        if not isinstance(labels, dict):
+            problems.append("%s.labels: %r must map label names to versions" % (where, labels))
+            labels = {}
+        for label, target in sorted(labels.items(), key=lambda kv: str(kv[0])):
+            if not isinstance(label, str) or not LABEL_NAME.match(label):
+                problems.append("%s.labels: %r is not a valid label name; use letters, digits and '_'"
+                                % (where, label))
+            if versions and target not in versions:
+                problems.append("%s.labels.%s: %r is not a declared version of %s (declared: %s)"
+                                % (where, label, target, name, _declared(versions)))
+        hosts = model.get("hosts", DEFAULT_GROUP)
+        if groups is not None and hosts not in groups:
+            problems.append("%s.hosts: %r is not a group of this inventory (groups: %s)"
+                            % (where, hosts, ", ".join(sorted(g for g in groups if g not in ("all", "ungrouped")))))
+        if model.get("image") is not None and (not isinstance(model["image"], str) or not model["image"]):
+            problems.append("%s.image: %r must be an image reference such as tensorflow/serving:2.19.0"
+                            % (where, model["image"]))
+        _check_resources(problems, where + ".resources", model.get("resources"))
+        for key in ("rest_port", "grpc_port"):
+            _check_port(problems, "%s.%s" % (where, key), model.get(key))
+            if model.get(key) is not None and topology == "isolated":
+                problems.append("%s.%s: an isolated model runs one container per version; pin ports per version "
+                                "under overrides instead" % (where, key))
+        overrides = model.get("overrides") or {}
+        if overrides and topology != "isolated":
+            problems.append("%s.overrides: only an isolated model has a container per version to override; "
+                            "set topology: isolated or move these settings to the model" % where)
+        elif not isinstance(overrides, dict):
+            problems.append("%s.overrides: %r must map versions to settings" % (where, overrides))
+        else:
+            for key, settings in sorted(overrides.items(), key=lambda kv: str(kv[0])):
+                owhere = "%s.overrides.%s" % (where, key)
+                if versions and _version_key(key) not in versions:
+                    problems.append("%s: %r is not a declared version of %s (declared: %s)"
+                                    % (owhere, key, name, _declared(versions)))
+                if not isinstance(settings, dict):
+                    problems.append("%s: %r must be a mapping of %s" % (owhere, settings, ", ".join(OVERRIDE_KEYS)))
+                    continue
+                for bad in sorted(set(settings) - set(OVERRIDE_KEYS)):
+                    problems.append("%s.%s: unknown key; valid keys are %s" % (owhere, bad, ", ".join(OVERRIDE_KEYS)))
+                _check_resources(problems, owhere + ".resources", settings.get("resources"))
+                for port in ("rest_port", "grpc_port"):
+                    _check_port(problems, "%s.%s" % (owhere, port), settings.get(port))
+        _validate_routes(problems, where, name, model.get("routes") or {}, versions, labels, aliases)
+    for alias, (where, _) in sorted(aliases.items()):
+        if alias in names:
+            problems.append("%s: alias %r is also the name of tfserving_models[%d]; a request for it would be "
+                            "ambiguous" % (where, alias, names[alias]))
+    return problems
+
+
+def _validate_routes(problems, where, name, routes, versions, labels, aliases):
+    where = where + ".routes"
+    if not isinstance(routes, dict):
+        problems.append("%s: %r must be a mapping of %s" % (where, routes, ", ".join(ROUTE_KEYS)))
+        return
+    for key in sorted(set(routes) - set(ROUTE_KEYS)):
+        problems.append("%s.%s: unknown key; valid keys are %s" % (where, key, ", ".join(ROUTE_KEYS)))
+    default = routes.get("default")
+    if default is not None and default not in labels and (not versions or default not in versions):
+        problems.append("%s.default: %r is neither a label (%s) nor a declared version (%s) of %s"
+                        % (where, default, ", ".join(sorted(labels)) or "none", _declared(versions), name))
+    split = routes.get("split")
+    if split is not None:
+        if not isinstance(split, dict) or not split:
+            problems.append("%s.split: %r must map labels to weights" % (where, split))
+        else:
+            for label, weight in sorted(split.items()):
+                if label not in labels:
+                    problems.append("%s.split.%s: %r is not a label of %s (labels: %s)"
+                                    % (where, label, label, name, ", ".join(sorted(labels)) or "none"))
+                if not _is_int(weight) or weight < 0:
+                    problems.append("%s.split.%s: %r must be a non-negative integer weight" % (where, label, weight))
+            weights = [w for w in split.values() if _is_int(w)]
+            if len(weights) == len(split) and sum(weights) != 100:
+                problems.append("%s.split: weights %s add up to %d; they must add up to 100"
+                                % (where, ", ".join("%s=%s" % kv for kv in sorted(split.items())), sum(weights)))
+    for alias, target in sorted((routes.get("aliases") or {}).items(), key=lambda kv: str(kv[0])):
+        awhere = "%s.aliases.%s" % (where, alias)
+        if not isinstance(alias, str) or not MODEL_NAME.match(alias):
+            problems.append("%s: %r is not a valid alias name; use letters, digits, '_' and '-'" % (awhere, alias))
+        if versions and target not in versions:
+            problems.append("%s: %r is not a declared version of %s (declared: %s)"
+                            % (awhere, target, name, _declared(versions)))
+        if alias in aliases:
+            problems.append("%s: alias %r is already declared at %s" % (awhere, alias, aliases[alias][0]))
+        else:
+            aliases[alias] = (awhere, name)
+
+
+def normalize_models(models, defaults=None):
+    """The declaration with every default filled in; assumes it validated.
+
+    `defaults` may set `image`, `resources` and `models_root` (where the
+    versions live on the host); each model gains `host_path` and
+    `container_path`.
+    """
+    defaults = defaults or {}
+    models_root = (defaults.get("models_root") or DEFAULT_MODELS_ROOT).rstrip("/")
+    out = []
+    for model in models:
+        versions = sorted(model["versions"])
+        labels = dict(model.get("labels") or {})
+        routes = dict(model.get("routes") or {})
+        if routes.get("default") is None:
+            routes["default"] = "stable" if "stable" in labels else versions[-1]
+        routes["split"] = dict(routes.get("split") or {})
+        routes["aliases"] = dict(routes.get("aliases") or {})
+        out.append({
+            "name": model["name"],
+            "source": model["source"].rstrip("/"),
+            "versions": versions,
+            "labels": labels,
+            "topology": model.get("topology", "shared"),
+            "image": model.get("image") or defaults.get("image"),
+            "hosts": model.get("hosts", DEFAULT_GROUP),
+            "resources": dict(model.get("resources") or defaults.get("resources") or {}),
+            "rest_port": model.get("rest_port"),
+            "grpc_port": model.get("grpc_port"),
+            "overrides": dict((_version_key(k), dict(v)) for k, v in (model.get("overrides") or {}).items()),
+            "routes": routes,
+            "host_path": "%s/%s" % (models_root, model["name"]),
+            "container_path": "%s/%s" % (CONTAINER_MODELS_ROOT, model["name"]),
+        })
+    return out
+
+
+def models_on_host(models, host_groups):
+    """The normalized models whose serving group includes a host with these groups."""
+    return [m for m in models if m["hosts"] in host_groups]
+
+
+def serving_units(models, host_groups, port_base=None):
+    """The containers one host runs, with their port plan.
+
+    shared: one unit per model serving all its versions and labels.
+    isolated: one unit per version, without labels (the gateway maps those).
+    Units are ordered by (model, version); unit i gets gRPC port base+2i and
+    REST port base+2i+1, skipping ports that another unit pins.
+    """
+    port_base = DEFAULT_PORT_BASE if port_base is None else int(port_base)
+    units = []
+    for model in sorted(models_on_host(models, host_groups), key=lambda m: m["name"]):
+        if model["topology"] == "shared":
+            units.append(_unit(model, "tfserving-%s" % model["name"], model["versions"], model["labels"], model))
+        else:
+            for version in model["versions"]:
+                settings = dict(model, **model["overrides"].get(version, {}))
+                if "resources" in model["overrides"].get(version, {}):
+                    settings["resources"] = dict(model["resources"], **model["overrides"][version]["resources"])
+                units.append(_unit(model, "tfserving-%s-v%d" % (model["name"], version), [version], {}, settings))
+    pinned = set(p for u in units for p in (u["grpc_port"], u["rest_port"]) if p is not None)
+    port = port_base
+    for unit in units:
+        for key in ("grpc_port", "rest_port"):
+            if unit[key] is None:
+                while port in pinned:
+                    port += 1
+                unit[key] = port
+                port += 1
+    return units
+
+
+def _unit(model, name, versions, labels, settings):
+    return {
+        "name": name,
+        "model": model["name"],
+        "topology": model["topology"],
+        "versions": list(versions),
+        "labels": dict(labels),
+        "image": settings.get("image"),
+        "resources": dict(settings.get("resources") or {}),
+        "grpc_port": settings.get("grpc_port"),
+        "rest_port": settings.get("rest_port"),
+        "host_path": model["host_path"],
+        "container_path": model["container_path"],
+    }
+
+
+def check_port_plan(units, host=None):
+    """Conflicts within one host's plan, each naming both claimants."""
+    problems = []
+    claims = {}
+    where = " on %s" % host if host else ""
+    for unit in units:
+        for key, kind in (("grpc_port", "gRPC"), ("rest_port", "REST")):
+            port = unit[key]
+            if port in claims:
+                problems.append("port %d%s is claimed by %s (%s) and %s (%s); pin different ports or change "
+                                "tfserving_port_base" % (port, where, claims[port][0], claims[port][1],
+                                                          unit["name"], kind))
+            else:
+                claims[port] = (unit["name"], kind)
+    return problems
+
+
+def models_config(unit, labels=None, versions=None):
+    """The text protobuf models.config of one unit.
+
+    `labels`/`versions` default to the unit's own; the label staging passes
+    the intermediate state instead.
+    """
+    labels = unit["labels"] if labels is None else labels
+    versions = unit["versions"] if versions is None else versions
+    lines = [
+        "# Rendered by mlserve.tfserving for %s; changes are picked up by polling." % unit["name"],
+        "model_config_list {",
+        "  config {",
+        '    name: "%s"' % unit["model"],
+        '    base_path: "%s"' % unit["container_path"],
+        '    model_platform: "tensorflow"',
+        "    model_version_policy {",
+        "      specific {",
+    ]
+    lines += ["        versions: %d" % v for v in sorted(versions)]
+    lines += ["      }", "    }"]
+    lines += ['    version_labels { key: "%s" value: %d }' % (k, labels[k]) for k in sorted(labels)]
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def stage_labels(wanted_labels, wanted_versions, current_labels, available):
+    """The two steps TF Serving needs to move labels (see the reference).
+
+    A label may only point at a version that is AVAILABLE when the config is
+    applied, or the whole config is rejected. Returns (step1, step2):
+    step 1 serves every wanted version plus the versions the current labels
+    still point at, with each label kept at its current target unless the
+    wanted target is already available; step 2 is the wanted state. When no
+    label has to wait, step 1 equals step 2 and one write is enough.
+    """
+    available = set(available)
+    labels_now = {}
+    versions_now = set(wanted_versions)
+    for label, target in wanted_labels.items():
+        if target in available:
+            labels_now[label] = target
+        elif current_labels.get(label) in available:
+            labels_now[label] = current_labels[label]
+            versions_now.add(current_labels[label])
+        # else: a new label on a version still loading; add it in step 2.
+    step1 = {"versions": sorted(versions_now), "labels": labels_now}
+    step2 = {"versions": sorted(wanted_versions), "labels": dict(wanted_labels)}
+    return step1, step2
+
+
+def versions_to_copy(model, source_versions, copy_versions):
+    """Declared versions whose copy is missing or differs from the source.
+
+    Both lists are model_version_info results (`version`, `checksum`).
+    """
+    source = dict((v["version"], v["checksum"]) for v in source_versions)
+    copy = dict((v["version"], v["checksum"]) for v in copy_versions)
+    return [v for v in model["versions"] if copy.get(v) != source[v]]
+
+
+def versions_to_prune(model, copy_versions):
+    """Version directories on a host that the declaration no longer lists.
+
+    A version a label still names is never pruned (validation already
+    requires labels to name declared versions; this is the last guard).
+    """
+    keep = set(model["versions"]) | set(model["labels"].values())
+    return [v["directory"] for v in copy_versions if v["version"] not in keep]
