@@ -10,7 +10,7 @@ BIN         := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 # Scenarios in the order they build on each other; `make molecule SCENARIOS=docker` runs one.
-SCENARIOS   ?= docker models
+SCENARIOS   ?= docker models serving
 PLATFORMS   ?= debian12 debian13
 MOLECULE    := molecule -c molecule/config.yml
 
@@ -33,8 +33,9 @@ venv: $(BIN)/.installed
 engine:
 	lab/engine.sh
 
-images: engine
+images: engine venv
 	for p in $(PLATFORMS); do lab/build-image.sh $$p; done
+	PYTHON=$(abspath $(BIN))/python lab/serving-image.sh
 
 lint: venv
 	yamllint --strict .

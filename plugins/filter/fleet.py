@@ -22,4 +22,11 @@ class FilterModule(object):
             "stage_labels": fleet.stage_labels,
             "versions_to_copy": fleet.versions_to_copy,
             "versions_to_prune": fleet.versions_to_prune,
+            "flag_problems": fleet.flag_problems,
+            "server_command": fleet.server_command,
+            "config_labels": fleet.config_labels,
+            "available_versions": fleet.available_versions,
+            "status_problems": fleet.status_problems,
+            "port_use_problems": fleet.port_use_problems,
+            "managed_ports": fleet.managed_ports,
         }

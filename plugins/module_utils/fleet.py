@@ -386,3 +386,138 @@ def versions_to_prune(model, copy_versions):
     """
     keep = set(model["versions"]) | set(model["labels"].values())
     return [v["directory"] for v in copy_versions if v["version"] not in keep]
+
+
+# tensorflow_model_server flags this collection may render. The server
+# ignores an unknown flag after printing "unknown argument", so a typo would
+# pass silently: anything outside this list is refused instead.
+SERVER_FLAGS = frozenset([
+    "allow_version_labels_for_unavailable_models", "batching_parameters_file", "enable_batching",
+    "enable_grpc_healthcheck_service", "enable_model_warmup", "file_system_poll_wait_seconds",
+    "grpc_channel_arguments", "grpc_max_threads", "model_config_file_poll_wait_seconds", "monitoring_config_file",
+    "rest_api_num_threads", "rest_api_timeout_in_ms", "saved_model_tags", "tensorflow_inter_op_parallelism",
+    "tensorflow_intra_op_parallelism", "tensorflow_session_parallelism",
+])
+# Set by the collection itself from the port plan and config layout.
+MANAGED_FLAGS = frozenset(["port", "rest_api_port", "model_config_file", "model_name", "model_base_path"])
+
+
+def flag_problems(flags, where="serving_flags"):
+    """Problems with user-given server flags (a dict of name -> value)."""
+    problems = []
+    if not isinstance(flags, dict):
+        return ["%s: %r must map flag names (without --) to values" % (where, flags)]
+    for name in sorted(flags):
+        if name in MANAGED_FLAGS:
+            problems.append("%s.%s: set by the collection from the port plan and models.config; remove it"
+                            % (where, name))
+        elif name not in SERVER_FLAGS:
+            problems.append("%s.%s: not a tensorflow_model_server flag this collection renders (a typo would be "
+                            "ignored by the server); valid: %s" % (where, name, ", ".join(sorted(SERVER_FLAGS))))
+    if "batching_parameters_file" in flags and not flags.get("enable_batching"):
+        problems.append("%s.batching_parameters_file: needs enable_batching: true (the server refuses to start "
+                        "otherwise)" % where)
+    return problems
+
+
+def _flag_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def server_command(unit, flags=None, poll_seconds=5):
+    """The container command: tensorflow_model_server flags, `--name=value` only.
+
+    Config changes reach the server through polling (no restart), and a gRPC
+    port can never be shared silently (so_reuseport off).
+    """
+    rendered = {
+        "file_system_poll_wait_seconds": 1,
+        "grpc_channel_arguments": "grpc.so_reuseport=0",
+    }
+    rendered.update(flags or {})
+    rendered.update({
+        "port": unit["grpc_port"],
+        "rest_api_port": unit["rest_port"],
+        "model_config_file": CONTAINER_CONFIG,
+        "model_config_file_poll_wait_seconds": poll_seconds,
+    })
+    return ["--%s=%s" % (name, _flag_value(rendered[name])) for name in sorted(rendered)]
+
+
+_LABEL_LINE = re.compile(r'version_labels\s*\{\s*key:\s*"([^"]+)"\s*value:\s*(\d+)\s*\}')
+
+
+def config_labels(text):
+    """The labels of a models.config this collection rendered (empty if none)."""
+    return dict((k, int(v)) for k, v in _LABEL_LINE.findall(text or ""))
+
+
+def available_versions(status):
+    """Version numbers a TF Serving status answer reports AVAILABLE."""
+    if not isinstance(status, dict):
+        return []
+    return sorted(int(v["version"]) for v in status.get("model_version_status", [])
+                  if v.get("state") == "AVAILABLE")
+
+
+def status_problems(unit, status):
+    """Why the unit's versions are not all AVAILABLE, in the server's own words."""
+    if not isinstance(status, dict) or "model_version_status" not in status:
+        error = status.get("error") if isinstance(status, dict) else status
+        return ["%s: %s" % (unit["name"], error or "no status answer from 127.0.0.1:%d" % unit["rest_port"])]
+    by_version = dict((int(v["version"]), v) for v in status["model_version_status"])
+    problems = []
+    for version in unit["versions"]:
+        entry = by_version.get(version)
+        if entry is None:
+            problems.append("%s: version %d of %s is not loaded" % (unit["name"], version, unit["model"]))
+        elif entry.get("state") != "AVAILABLE":
+            detail = entry.get("status", {})
+            problems.append("%s: version %d of %s is %s (%s%s)" % (
+                unit["name"], version, unit["model"], entry.get("state"), detail.get("error_code", ""),
+                (": " + detail["error_message"]) if detail.get("error_message") else ""))
+    return problems
+
+
+def port_use_problems(units, listeners, managed, host=None):
+    """Planned ports already held by something that is not this collection's container.
+
+    `listeners`: listen_ports_facts entries (port, pid, name); `managed`: the
+    ports (ints) that running containers of this collection hold, which the
+    role will itself replace or remove.
+    """
+    problems = []
+    where = " on %s" % host if host else ""
+    held = {}
+    for listener in listeners:
+        held.setdefault(int(listener["port"]), listener)
+    for unit in units:
+        for key, kind in (("grpc_port", "gRPC"), ("rest_port", "REST")):
+            port = unit[key]
+            if port in held and port not in managed:
+                listener = held[port]
+                name = listener.get("name") or ""
+                who = ("%s (pid %s)" % (name, listener.get("pid")) if name and name != "unknown"
+                       else "a process this host cannot name (another container or namespace)")
+                problems.append("port %d%s is claimed by %s (%s) and already held by %s; free it, pin another "
+                                "port, or change tfserving_port_base" % (port, where, unit["name"], kind, who))
+    return problems
+
+
+MANAGED_LABEL = "mlserve.tfserving.managed"
+
+
+def managed_ports(containers):
+    """Ports that this collection's running containers hold, from their labels.
+
+    `containers`: docker_host_info's verbose container list.
+    """
+    ports = []
+    for container in containers or []:
+        labels = container.get("Labels") or {}
+        if labels.get(MANAGED_LABEL) != "true" or container.get("State") != "running":
+            continue
+        ports += [int(labels[k]) for k in ("mlserve.tfserving.grpc_port", "mlserve.tfserving.rest_port") if k in labels]
+    return sorted(ports)

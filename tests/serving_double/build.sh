@@ -82,14 +82,14 @@ tar -C "$ctx" -c --owner=0 --group=0 usr models | docker cp - "$cid:/"
 docker commit \
   --change 'ENV MODEL_NAME=model' \
   --change 'ENV MODEL_BASE_PATH=/models' \
-  --change 'ENV PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python' \
   --change 'EXPOSE 8500' \
   --change 'EXPOSE 8501' \
   --change 'LABEL org.mlserve.test-double="tfserving: a TF Serving test double, not TF Serving"' \
   --change 'ENTRYPOINT ["/usr/bin/tf_serving_entrypoint.sh"]' \
   --change 'CMD []' \
   "$cid" "$tag" >/dev/null
-# Only the current build is kept.
+# Earlier builds (hash tags) are dropped; other tags (e.g. :lab) are left alone.
 docker image ls --format '{{.Repository}}:{{.Tag}}' mlserve-test/tfserving-double \
-  | grep -vx "$tag" | xargs -r docker rmi >/dev/null 2>&1 || true
+  | grep -E '^mlserve-test/tfserving-double:[0-9a-f]{12}$' | grep -vx "$tag" \
+  | xargs -r docker rmi >/dev/null 2>&1 || true
 echo "$tag"

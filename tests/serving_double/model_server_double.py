@@ -510,7 +510,10 @@ class PrettyWriter:
         elif v is None:
             self.raw("null")
         elif isinstance(v, float):
-            self.raw(repr(v) if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")))
+            if math.isfinite(v):
+                self.raw(repr(v))
+            else:
+                self.raw("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
         elif isinstance(v, int):
             self.raw(str(v))
         else:
@@ -820,7 +823,8 @@ class GraphEvaluator:
                 raise Status("INVALID_ARGUMENT", "Must provide as many biases as the last dimension of the "
                              "input tensor: [%s] vs. [%s]" % (",".join(map(str, b.shape)), ",".join(map(str, a.shape))))
             width = b.shape[0]
-            return Tensor(a.dtype, a.shape, [_normalize(a.dtype, v + b.values[k % width]) for k, v in enumerate(a.values)])
+            return Tensor(a.dtype, a.shape,
+                          [_normalize(a.dtype, v + b.values[k % width]) for k, v in enumerate(a.values)])
         if op == "MatMul":
             a, b = inputs[0], inputs[1]
             if len(a.shape) != 2 or len(b.shape) != 2:
@@ -1067,7 +1071,8 @@ class ServerCore:
             platform = _get_platform(config)
             if platform != old_platforms[config.name]:
                 raise Status("INVALID_ARGUMENT", "Illegal to change a model's platform. For model %s platform was "
-                             "%s and new platform requested is %s" % (config.name, old_platforms[config.name], platform))
+                             "%s and new platform requested is %s"
+                             % (config.name, old_platforms[config.name], platform))
 
     def _update_label_map(self):
         new_map = {}
@@ -1284,7 +1289,8 @@ class ServerCore:
 
     def _execute_load(self, name, harness):
         version = harness.version
-        log("I", "tensorflow_serving/core/loader_harness.cc:76", "Loading servable version %s" % _servable_id(name, version))
+        log("I", "tensorflow_serving/core/loader_harness.cc:76",
+            "Loading servable version %s" % _servable_id(name, version))
         attempts = self.options["max_num_load_retries"]
         interval = self.options["load_retry_interval_micros"] / 1e6
         attempt = 0
@@ -1369,8 +1375,8 @@ class ServerCore:
 
 # ---------------------------------------------------------------- REST handler (http_rest_api_handler.cc)
 
-PREDICTION_RE = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
-                           re.IGNORECASE)
+PREDICTION_RE = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE)
 STATUS_RE = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
                        re.IGNORECASE)
 V1_RE = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
@@ -1789,7 +1795,8 @@ class RestApi:
                 raise Status("INVALID_ARGUMENT", "JSON Value: %s Expecting 'instances' to be an list/array"
                              % json_debug_string(doc))
             if not doc["instances"]:
-                raise Status("INVALID_ARGUMENT", "JSON Value: %s No values in 'instances' array" % json_debug_string(doc))
+                raise Status("INVALID_ARGUMENT", "JSON Value: %s No values in 'instances' array"
+                             % json_debug_string(doc))
             inputs = fill_inputs_from_instances(doc["instances"], info_map)
             row_format = True
         elif has_inputs:
@@ -1813,7 +1820,8 @@ class RestApi:
                          "string value." % json_debug_string(doc))
         signature_name = doc.get("signature_name", "")
         if "context" in doc and not isinstance(doc["context"], dict):
-            raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s" % json_type_string(doc["context"]))
+            raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s"
+                         % json_type_string(doc["context"]))
         # json_tensor.cc says "classify" here for regress requests too.
         if "examples" not in doc:
             raise Status("INVALID_ARGUMENT", "JSON Value: %s When method is classify, key 'examples' is expected and "
@@ -1822,10 +1830,12 @@ class RestApi:
             raise Status("INVALID_ARGUMENT", "JSON Value: %s Expecting 'examples' value to be an list/array"
                          % json_debug_string(doc))
         if not doc["examples"]:
-            raise Status("INVALID_ARGUMENT", "JSON Value: %s 'examples' value is an empty array" % json_debug_string(doc))
+            raise Status("INVALID_ARGUMENT", "JSON Value: %s 'examples' value is an empty array"
+                         % json_debug_string(doc))
         for example in doc["examples"]:
             if not isinstance(example, dict):
-                raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s" % json_type_string(example))
+                raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s"
+                             % json_type_string(example))
         model = self.core.servable_handle(name, version, label)
         key = signature_name or "serving_default"
         signature = model.signatures.get(key)
@@ -1888,7 +1898,14 @@ class RestHandler(BaseHTTPRequestHandler):
         pass
 
     def send_response(self, code, message=None):
-        self.send_response_only(code, message)
+        # libevent answers in the request's HTTP version and sends no Server header.
+        if self.request_version in ("HTTP/1.0", "HTTP/1.1"):
+            if message is None:
+                message = self.responses.get(code, ("",))[0]
+            self._headers_buffer = getattr(self, "_headers_buffer", [])
+            self._headers_buffer.append(("%s %d %s\r\n" % (self.request_version, code, message)).encode("latin-1"))
+        else:
+            self.send_response_only(code, message)
         self.send_header("Date", self.date_time_string())
 
     def _body(self):
@@ -2094,7 +2111,8 @@ def main(argv):
         sys.stdout.flush()
         return 255
     if options["version"]:
-        sys.stdout.write("TensorFlow ModelServer: %s\nTensorFlow Library: none (TF Serving test double)\n" % DOUBLE_VERSION)
+        sys.stdout.write("TensorFlow ModelServer: %s\nTensorFlow Library: none (TF Serving test double)\n"
+                         % DOUBLE_VERSION)
         return 0
     if unknown:
         sys.stdout.write("unknown argument: %s\n%s" % (unknown[0], text))
@@ -2132,7 +2150,8 @@ def main(argv):
 
     if options["model_config_file_poll_wait_seconds"] > 0 and options["model_config_file"]:
         threading.Thread(target=poll_config_file, name="config_poll", daemon=True,
-                         args=(core, options["model_config_file"], options["model_config_file_poll_wait_seconds"])).start()
+                         args=(core, options["model_config_file"],
+                               options["model_config_file_poll_wait_seconds"])).start()
 
     keep = []
     if options["port"] != 0:
@@ -2163,12 +2182,14 @@ def main(argv):
             http = start_http_server(options["rest_api_port"], handler)
             address = "localhost:%d" % options["rest_api_port"]
             if http is not None:
-                log("I", "tensorflow_serving/model_servers/server.cc:451", "Exporting HTTP/REST API at:%s ..." % address)
+                log("I", "tensorflow_serving/model_servers/server.cc:451",
+                    "Exporting HTTP/REST API at:%s ..." % address)
                 threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.2}, name="http",
                                  daemon=True).start()
                 log("I", "evhttp_server.cc : 245", "NET_LOG: Entering the event loop ...")
             else:
-                log("E", "tensorflow_serving/model_servers/server.cc:454", "Failed to start HTTP Server at %s" % address)
+                log("E", "tensorflow_serving/model_servers/server.cc:454",
+                    "Failed to start HTTP Server at %s" % address)
         else:
             log("E", "tensorflow_serving/model_servers/server.cc:457", "server_options.http_port cannot be same as "
                 "grpc_port. Please use a different port for HTTP/REST API. Skipped exporting HTTP/REST API.")

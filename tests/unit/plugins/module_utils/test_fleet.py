@@ -192,3 +192,81 @@ def test_filters_are_the_module_functions():
     assert filters["declaration_problems"] is fleet.validate_models
     assert set(filters) >= {"normalize_declaration", "port_conflicts", "models_config", "stage_labels",
                             "versions_to_copy", "versions_to_prune", "models_on_host"}
+
+
+def test_server_command_renders_known_flags_in_name_value_form():
+    [unit] = plan(model())
+    command = fleet.server_command(unit, {"enable_batching": True, "rest_api_timeout_in_ms": 5000}, poll_seconds=2)
+    assert command == [
+        "--enable_batching=true",
+        "--file_system_poll_wait_seconds=1",
+        "--grpc_channel_arguments=grpc.so_reuseport=0",
+        "--model_config_file=/etc/tfserving/models.config",
+        "--model_config_file_poll_wait_seconds=2",
+        "--port=18500",
+        "--rest_api_port=18501",
+        "--rest_api_timeout_in_ms=5000",
+    ]
+
+
+def test_flag_problems():
+    assert fleet.flag_problems({"enable_batching": True, "batching_parameters_file": "/b"}) == []
+    problems = fleet.flag_problems({"rest_api_prot": 1, "port": 1, "batching_parameters_file": "/b"})
+    assert any(p.startswith("serving_flags.rest_api_prot: not a tensorflow_model_server flag") for p in problems)
+    assert any(p.startswith("serving_flags.port: set by the collection") for p in problems)
+    assert any("batching_parameters_file: needs enable_batching: true" in p for p in problems)
+    assert fleet.flag_problems(["--port=1"]) == ["serving_flags: ['--port=1'] must map flag names (without --) to values"]
+
+
+def test_config_labels_reads_back_what_was_rendered():
+    [unit] = plan(model(labels={"stable": 1, "canary": 2}))
+    assert fleet.config_labels(fleet.models_config(unit)) == {"stable": 1, "canary": 2}
+    assert fleet.config_labels("") == {}
+
+
+STATUS = {"model_version_status": [
+    {"version": "3", "state": "LOADING", "status": {"error_code": "OK", "error_message": ""}},
+    {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
+    {"version": "1", "state": "END", "status": {"error_code": "NOT_FOUND", "error_message": "not there"}},
+]}
+
+
+def test_available_versions():
+    assert fleet.available_versions(STATUS) == [2]
+    assert fleet.available_versions({"error": "Could not find any versions of model m"}) == []
+    assert fleet.available_versions(None) == []
+
+
+def test_status_problems_quote_the_server():
+    [unit] = plan(model(versions=[1, 2, 3]))
+    assert fleet.status_problems(unit, STATUS) == [
+        "tfserving-half_plus: version 1 of half_plus is END (NOT_FOUND: not there)",
+        "tfserving-half_plus: version 3 of half_plus is LOADING (OK)",
+    ]
+    assert fleet.status_problems(unit, {"error": "Could not find any versions of model half_plus"}) == [
+        "tfserving-half_plus: Could not find any versions of model half_plus"]
+    assert fleet.status_problems(unit, "Connection refused") == ["tfserving-half_plus: Connection refused"]
+
+
+def test_port_use_problems_name_the_other_process():
+    [unit] = plan(model())
+    listeners = [{"port": 18501, "pid": 42, "name": "python3"}, {"port": 18500, "pid": 0, "name": "unknown"}]
+    problems = fleet.port_use_problems([unit], listeners, managed=[], host="h1")
+    assert problems == [
+        "port 18500 on h1 is claimed by tfserving-half_plus (gRPC) and already held by a process this host cannot "
+        "name (another container or namespace); free it, pin another port, or change tfserving_port_base",
+        "port 18501 on h1 is claimed by tfserving-half_plus (REST) and already held by python3 (pid 42); free it, "
+        "pin another port, or change tfserving_port_base",
+    ]
+    assert fleet.port_use_problems([unit], listeners, managed=[18500, 18501]) == []
+
+
+def test_managed_ports_come_from_running_containers_of_this_collection():
+    containers = [
+        {"State": "running", "Labels": {"mlserve.tfserving.managed": "true", "mlserve.tfserving.rest_port": "18501",
+                                        "mlserve.tfserving.grpc_port": "18500"}},
+        {"State": "exited", "Labels": {"mlserve.tfserving.managed": "true", "mlserve.tfserving.rest_port": "18503"}},
+        {"State": "running", "Labels": {"mlserve.tfserving.rest_port": "18505"}},
+    ]
+    assert fleet.managed_ports(containers) == [18500, 18501]
+    assert fleet.managed_ports(None) == []

@@ -1,0 +1,1 @@
+"""Tests of the TF Serving test double (tests/serving_double)."""
