@@ -41,7 +41,7 @@ lint: venv
 	yamllint --strict .
 	ansible-lint
 
-unit: venv
+unit: venv engine
 	pytest -q tests/unit
 
 build: venv

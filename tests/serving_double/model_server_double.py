@@ -460,37 +460,34 @@ class PrettyWriter:
 
     key = string
 
-    def start_object(self):
+    def _open(self, is_array, bracket):
         if not self._in_limit():
             return
         self._prefix()
-        self.levels.append([False, 0])
-        self._put("{")
+        self.levels.append([is_array, 0])
+        self._put(bracket)
+
+    def _close(self, bracket, break_line):
+        if not self._in_limit():
+            return
+        empty = self.levels.pop()[1] == 0
+        if not empty and break_line:
+            self._put("\n")
+            self._indent()
+        self._put(bracket)
+
+    def start_object(self):
+        self._open(False, "{")
 
     def end_object(self):
-        if not self._in_limit():
-            return
-        empty = self.levels.pop()[1] == 0
-        if not empty:
-            self._put("\n")
-            self._indent()
-        self._put("}")
+        self._close("}", True)
 
     def start_array(self):
-        if not self._in_limit():
-            return
-        self._prefix()
-        self.levels.append([True, 0])
-        self._put("[")
+        self._open(True, "[")
 
     def end_array(self):
-        if not self._in_limit():
-            return
-        empty = self.levels.pop()[1] == 0
-        if not empty and not self.single_line:
-            self._put("\n")
-            self._indent()
-        self._put("]")
+        # Arrays of a single-line writer stay on one line; objects never do.
+        self._close("]", not self.single_line)
 
     def value(self, v):
         """Write a plain Python JSON value."""
