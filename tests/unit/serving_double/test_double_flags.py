@@ -63,7 +63,7 @@ def test_unknown_and_double_dash(double_module):
 def test_usage_format(double_module):
     text = double_module.usage("tensorflow_model_server")
     assert text.startswith("usage: tensorflow_model_server\nFlags:\n")
-    assert "\t--port=8500                      \tint32\tTCP port to listen on for gRPC/HTTP API." in text
+    assert "\t--port=8500                      \tint32\tgRPC port" in text
     assert '\t--model_config_file=""' in text
     assert "\t--enable_batching=false" in text
 
