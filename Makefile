@@ -10,7 +10,7 @@ BIN         := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 # Scenarios in the order they build on each other; `make molecule SCENARIOS=docker` runs one.
-SCENARIOS   ?= docker models serving
+SCENARIOS   ?= docker models serving gateway
 PLATFORMS   ?= debian12 debian13
 MOLECULE    := molecule -c molecule/config.yml
 
@@ -51,7 +51,7 @@ build: venv
 	  echo "test material in the collection tarball" >&2; exit 1; fi
 
 molecule: venv images
-	for s in $(SCENARIOS); do echo "== molecule test -s $$s"; $(MOLECULE) test -s $$s; done
+	for s in $(SCENARIOS); do echo "== molecule test -s $$s"; $(MOLECULE) test -s $$s || exit 1; done
 
 test: lint unit build molecule
 

@@ -429,10 +429,14 @@ def _flag_value(value):
 def server_command(unit, flags=None, poll_seconds=5):
     """The container command: tensorflow_model_server flags, `--name=value` only.
 
-    Config changes reach the server through polling (no restart), and a gRPC
-    port can never be shared silently (so_reuseport off).
+    Config changes reach the server through polling (no restart), a gRPC
+    port can never be shared silently (so_reuseport off), and a restarted
+    container starts again: without the allow flag, the labels in the
+    config it restarts with name versions not loaded yet, and the server
+    refuses to start.
     """
     rendered = {
+        "allow_version_labels_for_unavailable_models": True,
         "file_system_poll_wait_seconds": 1,
         "grpc_channel_arguments": "grpc.so_reuseport=0",
     }

@@ -198,6 +198,7 @@ def test_server_command_renders_known_flags_in_name_value_form():
     [unit] = plan(model())
     command = fleet.server_command(unit, {"enable_batching": True, "rest_api_timeout_in_ms": 5000}, poll_seconds=2)
     assert command == [
+        "--allow_version_labels_for_unavailable_models=true",
         "--enable_batching=true",
         "--file_system_poll_wait_seconds=1",
         "--grpc_channel_arguments=grpc.so_reuseport=0",

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Bounded request traffic to loopback, for the verify steps.
+
+tally: send COUNT requests to one URL and count the answers by status, by
+  the version header and by the predictions (which prove the version).
+load: send requests round-robin over several URLs from a few threads until
+  a stop file appears or a time limit passes, and count failures; started
+  in the background around a rolling upgrade.
+
+Both print one JSON object. Only 127.0.0.0/8 addresses are accepted.
+"""
+
+import argparse
+import http.client
+import ipaddress
+import json
+import os
+import threading
+import time
+import urllib.parse
+
+BODY = json.dumps({"instances": [1.0]}).encode()
+
+
+def loopback(url):
+    parts = urllib.parse.urlsplit(url)
+    if not ipaddress.ip_address(parts.hostname).is_loopback:
+        raise SystemExit("refusing %s: traffic goes to loopback only" % url)
+    return parts
+
+
+class Client:
+    """One keepalive connection, reopened after an error.
+
+    A request on a reused connection that the server closed while it was
+    idle (nginx does so on reload) is sent again on a new connection, as
+    HTTP clients do; `reconnects` counts those. Any other error is a failure.
+    """
+
+    def __init__(self, host, port, timeout):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn = None
+        self.reused = False
+        self.reconnects = 0
+
+    def request(self, path, headers):
+        while True:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.reused = False
+            try:
+                self.conn.request("POST", path, BODY, dict(headers, **{"Content-Type": "application/json"}))
+                response = self.conn.getresponse()
+                body = response.read()
+                self.reused = True
+                return response.status, response.getheaders(), body
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if not self.reused:
+                    raise
+                self.reconnects += 1
+            except OSError:
+                self.conn.close()
+                self.conn = None
+                raise
+
+
+def answer(status, headers, body, version_header):
+    predictions = None
+    if status == 200:
+        try:
+            predictions = json.loads(body).get("predictions")
+        except ValueError:
+            pass
+    version = dict((k.lower(), v) for k, v in headers).get(version_header.lower(), "")
+    return version, json.dumps(predictions)
+
+
+def tally(args):
+    parts = loopback(args.url)
+    client = Client(parts.hostname, parts.port, args.timeout)
+    headers = dict(h.split(":", 1) for h in args.header)
+    out = {"sent": 0, "failed": 0, "status": {}, "version": {}, "predictions": {}}
+    for _ in range(args.count):
+        out["sent"] += 1
+        try:
+            status, response_headers, body = client.request(parts.path, headers)
+        except OSError as e:
+            out["failed"] += 1
+            out["status"][type(e).__name__] = out["status"].get(type(e).__name__, 0) + 1
+            continue
+        version, predictions = answer(status, response_headers, body, args.version_header)
+        out["failed"] += status != 200
+        for key, value in (("status", str(status)), ("version", version), ("predictions", predictions)):
+            out[key][value] = out[key].get(value, 0) + 1
+    print(json.dumps(out, sort_keys=True))
+
+
+def load(args):
+    targets = [loopback(url) for url in args.url]
+    stop_at = time.monotonic() + args.max_seconds
+    lock = threading.Lock()
+    totals = {"sent": 0, "failed": 0, "errors": {}}
+
+    all_clients = []
+
+    def worker(offset):
+        clients = [Client(t.hostname, t.port, args.timeout) for t in targets]
+        with lock:
+            all_clients.extend(clients)
+        i = offset
+        while time.monotonic() < stop_at and not os.path.exists(args.stop_file):
+            if totals["sent"] >= args.max_requests:
+                break
+            n = i % len(targets)
+            i += 1
+            try:
+                status, _, body = clients[n].request(targets[n].path, {})
+                error = None if status == 200 else "%s %d %s" % (targets[n].path, status, body[:120].decode("utf-8", "replace"))
+            except OSError as e:
+                error = "%s %s" % (targets[n].path, type(e).__name__)
+            with lock:
+                totals["sent"] += 1
+                if error:
+                    totals["failed"] += 1
+                    totals["errors"][error] = totals["errors"].get(error, 0) + 1
+            time.sleep(args.pause)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.threads)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    totals["seconds"] = round(time.monotonic() - started, 1)
+    totals["reconnects"] = sum(c.reconnects for c in all_clients)
+    text = json.dumps(totals, sort_keys=True)
+    if args.out:
+        with open(args.out + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(args.out + ".tmp", args.out)
+    print(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("tally", help="COUNT requests to one URL, counted by answer")
+    t.add_argument("url")
+    t.add_argument("--count", type=int, default=100)
+    t.add_argument("--header", action="append", default=[], help="Name:value, repeatable")
+    t.add_argument("--version-header", default="X-Model-Version")
+    t.add_argument("--timeout", type=float, default=10)
+    t.set_defaults(run=tally)
+    ld = sub.add_parser("load", help="requests over URLs until a stop file or a time limit")
+    ld.add_argument("url", nargs="+")
+    ld.add_argument("--stop-file", required=True)
+    ld.add_argument("--out", help="also write the result here (atomically)")
+    ld.add_argument("--max-seconds", type=float, default=600)
+    ld.add_argument("--max-requests", type=int, default=200000)
+    ld.add_argument("--threads", type=int, default=2)
+    ld.add_argument("--pause", type=float, default=0.01, help="seconds between two requests of a thread")
+    ld.add_argument("--timeout", type=float, default=10)
+    ld.set_defaults(run=load)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The gateway's routing, derived from the declaration and the whole inventory.
+
+Standard library only; the filter plugins in plugins/filter/gateway.py are
+thin wrappers, and the nginx template only prints what is computed here.
+
+Every served (model, version) gets its own upstream pool listing every
+host:port that serves it, so a request can only ever reach the version it
+asked for; labels, the unversioned path and aliases are rewritten to
+`/versions/N` before they leave the gateway.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet
+
+# TF Serving's REST suffixes; nothing (the status of a version) is matched too.
+VERBS = "(:predict|:classify|:regress|/metadata)?"
+# Model and label names are validated to these characters, so a name can be
+# put into a regular expression or an nginx string as it is.
+NAME_CHARS = "[A-Za-z0-9_-]"
+
+
+def serving_backends(hosts):
+    """What the gateway needs of each inventory host, from its hostvars.
+
+    `hosts`: hostvars of every host (``groups.all | map('extract', hostvars)``).
+    The address is `tfserving_address`, else `ansible_host`, else the
+    inventory name.
+    """
+    backends = []
+    for host in hosts:
+        name = host["inventory_hostname"]
+        backends.append({
+            "host": name,
+            "address": host.get("tfserving_address") or host.get("ansible_host") or name,
+            "groups": list(host.get("group_names") or []),
+            "port_base": host.get("tfserving_port_base"),
+        })
+    return backends
+
+
+def _var(index, what):
+    """nginx variable names allow no '-', model names do: number them instead."""
+    return "tfs_m%d_%s" % (index, what)
+
+
+def _pool_name(model, version):
+    return "tfs_%s_v%d" % (model, version)
+
+
+def _route(kind, pattern, model, version, upstream, rewrite=None, example=None):
+    return {"kind": kind, "pattern": pattern, "model": model, "version": str(version), "upstream": upstream,
+            "rewrite": rewrite, "example": example}
+
+
+def gateway_plan(models, backends, options=None):
+    """Pools, routes, splits and gRPC listeners for the gateway.
+
+    `models`: the normalized declaration; `backends`: serving_backends().
+    `options`: `drained` (hosts whose servers are marked down, e.g. during a
+    rolling upgrade), `grpc_port_base` (None: no gRPC listeners),
+    `pin_header` and `pin_cookie` (how a client pins itself to a label).
+    Returns a dict with `pools`, `grpc`, `models` (per-model split data),
+    `routes` (nginx locations in match order), `pin` and `problems`.
+    """
+    options = options or {}
+    drained = set(options.get("drained") or [])
+    rest = {}
+    grpc = {}
+    for backend in backends:
+        units = fleet.serving_units(models, backend["groups"], backend["port_base"])
+        for unit in units:
+            for version in unit["versions"]:
+                server = {"host": backend["host"], "address": backend["address"], "down": backend["host"] in drained}
+                rest.setdefault((unit["model"], version), []).append(dict(server, port=unit["rest_port"]))
+            # gRPC cannot be routed by version at the gateway (the version is
+            # inside the request's ModelSpec), so a gRPC pool holds the
+            # containers that can answer every version it is asked for: all
+            # of a shared model's, or one isolated version's.
+            key = (unit["model"], unit["versions"][0] if unit["topology"] == "isolated" else None)
+            grpc.setdefault(key, []).append(dict(server, port=unit["grpc_port"]))
+
+    problems = []
+    pools = []
+    plan_models = []
+    routes = []
+    for index, model in enumerate(models):
+        name = model["name"]
+        for version in model["versions"]:
+            servers = rest.get((name, version), [])
+            if not servers:
+                problems.append("%s version %d is served by no host: inventory group %r has no hosts"
+                                % (name, version, model["hosts"]))
+                continue
+            if all(s["down"] for s in servers):
+                problems.append("%s version %d would have no server left: every host serving it (%s) is drained"
+                                % (name, version, ", ".join(s["host"] for s in servers)))
+            pools.append({"name": _pool_name(name, version), "model": name, "version": version,
+                          "servers": sorted(servers, key=lambda s: (s["host"], s["port"]))})
+        base = "^/v1/models/%s" % name
+        for version in model["versions"]:
+            routes.append(_route("version", "%s/versions/%d%s$" % (base, version, VERBS), name, version,
+                                 _pool_name(name, version),
+                                 example="/v1/models/%s/versions/%d" % (name, version)))
+        for label, version in sorted(model["labels"].items()):
+            routes.append(_route("label", "%s/labels/%s%s$" % (base, label, VERBS), name, version,
+                                 _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
+                                 example="/v1/models/%s/labels/%s" % (name, label)))
+        for alias, version in sorted(model["routes"]["aliases"].items()):
+            routes.append(_route("alias", "^/v1/models/%s%s$" % (alias, VERBS), name, version,
+                                 _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
+                                 example="/v1/models/%s" % alias))
+        default = model["routes"]["default"]
+        default_version = model["labels"].get(default, default)
+        split = [{"label": label, "weight": weight, "version": model["labels"][label]}
+                 for label, weight in sorted(model["routes"]["split"].items()) if weight > 0]
+        version_var = _var(index, "version")
+        routes.append(_route("default", "%s%s$" % (base, VERBS), name, "$" + version_var,
+                             "tfs_%s_v$%s" % (name, version_var), "/v1/models/%s/versions/$%s$1" % (name, version_var),
+                             example="/v1/models/%s" % name))
+        plan_models.append({
+            "name": name,
+            "version_var": version_var,
+            "split_var": _var(index, "split") if split else None,
+            "split": _split_buckets(split),
+            "default_version": default_version,
+            "weights": _weights(split) or {default_version: 100},
+            "labels": dict(model["labels"]),
+        })
+
+    grpc_listeners = []
+    port_base = options.get("grpc_port_base")
+    if port_base is not None:
+        for i, (key, servers) in enumerate(sorted(grpc.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))):
+            model, version = key
+            suffix = "_v%d" % version if version is not None else ""
+            grpc_listeners.append({"name": "tfs_%s%s_grpc" % (model, suffix), "model": model, "version": version,
+                                   "port": int(port_base) + i,
+                                   "servers": sorted(servers, key=lambda s: (s["host"], s["port"]))})
+
+    header = options.get("pin_header") or "X-Model-Label"
+    cookie = options.get("pin_cookie") or "model_label"
+    return {
+        "pools": pools,
+        "grpc": grpc_listeners,
+        "models": plan_models,
+        "routes": routes,
+        "pin": {"header": header, "cookie": cookie,
+                "header_var": "http_" + header.lower().replace("-", "_"), "cookie_var": "cookie_" + cookie},
+        "problems": problems,
+    }
+
+
+def _weights(split):
+    """Share of the unversioned path per version (two labels may name one version)."""
+    weights = {}
+    for side in split:
+        weights[side["version"]] = weights.get(side["version"], 0) + side["weight"]
+    return weights
+
+
+def _split_buckets(split):
+    """split_clients buckets: percentages for all but the last, which takes the rest."""
+    buckets = []
+    for i, side in enumerate(split):
+        share = "*" if i == len(split) - 1 else "%d%%" % side["weight"]
+        buckets.append({"share": share, "version": side["version"], "label": side["label"]})
+    return buckets
+
+
+def gateway_port_problems(ports, grpc, host=None, listeners=None, server="nginx"):
+    """Listen ports of one gateway that collide with each other or are taken.
+
+    `ports`: mapping of what -> port for the fixed listeners (http, https,
+    status); `grpc`: the plan's gRPC listeners; `listeners`: the host's
+    listen_ports_facts entries, where only `server` itself may hold a port.
+    """
+    claims = {}
+    problems = []
+    where = " on %s" % host if host else ""
+    wanted = [(what, port) for what, port in sorted(ports.items()) if port]
+    wanted += [("gRPC of %s" % g["name"], g["port"]) for g in grpc]
+    held = dict((int(entry["port"]), entry) for entry in listeners or [] if entry.get("name") != server)
+    for what, port in wanted:
+        if port in claims:
+            problems.append("gateway port %d%s is claimed by %s and %s; give each listener its own port (see "
+                            "gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)"
+                            % (port, where, claims[port], what))
+            continue
+        claims[port] = what
+        if port in held:
+            name = held[port].get("name") or "unknown"
+            who = ("%s (pid %s)" % (name, held[port].get("pid")) if name != "unknown"
+                   else "a process this host cannot name (another container or namespace)")
+            problems.append("gateway port %d%s (%s) is already held by %s; free it or choose another port"
+                            % (port, where, what, who))
+    return problems

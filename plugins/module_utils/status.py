@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet status report: what is declared against what the servers answer.
+
+Standard library only; plugins/filter/status.py wraps these functions.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+COLUMNS = (("model", "MODEL"), ("version", "VERSION"), ("labels", "LABELS"), ("host", "HOST"), ("port", "PORT"),
+           ("declared", "DECLARED"), ("state", "STATE"))
+
+
+def status_rows(units, answers, host, labels=None):
+    """One row per (unit, version) on a host, declared or reported.
+
+    `units`: the host's serving_units; `answers`: for each unit in the same
+    order, the JSON of `GET /v1/models/M` (or None when the server did not
+    answer); `labels`: model -> {label: version} as the declaration names
+    them (an isolated unit has none of its own). A row is `ok` when a
+    declared version is AVAILABLE; a version the server reports but the
+    declaration does not list is drift unless it is already unloaded (END).
+    """
+    rows = []
+    for unit, answer in zip(units, answers):
+        declared_labels = (labels or {}).get(unit["model"], unit["labels"])
+        reported = {}
+        error = None
+        if isinstance(answer, dict) and "model_version_status" in answer:
+            reported = dict((int(v["version"]), v.get("state", "")) for v in answer["model_version_status"])
+        elif isinstance(answer, dict) and answer.get("error"):
+            error = answer["error"]
+        else:
+            error = "no answer"
+        for version in sorted(set(unit["versions"]) | set(reported)):
+            declared = version in unit["versions"]
+            state = reported.get(version) or ("NOT LOADED" if error is None else "UNREACHABLE")
+            ok = (state == "AVAILABLE") if declared else state == "END"
+            if not declared and state == "END":
+                continue
+            rows.append({
+                "model": unit["model"],
+                "version": version,
+                "labels": sorted(k for k, v in declared_labels.items() if v == version),
+                "host": host,
+                "container": unit["name"],
+                "port": unit["rest_port"],
+                "declared": declared,
+                "state": state,
+                "ok": ok,
+                "error": error,
+            })
+    return rows
+
+
+def status_table(rows):
+    """The rows as aligned text lines, drift marked with '!'."""
+    def cell(row, key):
+        value = row[key]
+        if key == "labels":
+            return ",".join(value) or "-"
+        if key == "declared":
+            return "yes" if value else "NO"
+        return str(value)
+
+    table = [[title for _, title in COLUMNS] + [""]]
+    for row in sorted(rows, key=lambda r: (r["model"], r["version"], r["host"])):
+        table.append([cell(row, key) for key, _ in COLUMNS] + ["" if row["ok"] else "! drift"])
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]

@@ -1,0 +1,216 @@
+"""The gateway's derivations: pools over the whole inventory, routes, splits, gRPC listeners."""
+
+import re
+
+import pytest
+
+from ansible_collections.mlserve.tfserving.plugins.filter.gateway import FilterModule
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, gateway
+
+DECLARATION = [
+    {"name": "half_plus", "source": "/src/half_plus", "versions": [1, 2], "labels": {"stable": 1, "canary": 2},
+     "routes": {"split": {"stable": 80, "canary": 20}, "aliases": {"half_plus_v1": 1, "half_plus_v2": 2}}},
+    {"name": "half_plus_iso", "source": "/src/half_plus", "versions": [1, 2, 3], "topology": "isolated",
+     "labels": {"stable": 2}, "routes": {"default": "stable"}},
+]
+HOSTVARS = [
+    {"inventory_hostname": "serving1", "group_names": ["tfserving"], "tfserving_port_base": 18500,
+     "tfserving_address": "127.0.0.1"},
+    {"inventory_hostname": "serving2", "group_names": ["tfserving"], "tfserving_port_base": 18600,
+     "ansible_host": "127.0.0.2"},
+    {"inventory_hostname": "gateway1", "group_names": ["gateway"]},
+]
+
+
+def make_plan(declaration=None, hostvars=None, **options):
+    models = fleet.normalize_models(DECLARATION if declaration is None else declaration)
+    return gateway.gateway_plan(models, gateway.serving_backends(HOSTVARS if hostvars is None else hostvars), options)
+
+
+def route(plan, path, pin_version="$pinned"):
+    """What nginx does with the plan's locations: the first regex that matches wins.
+
+    Returns (upstream, path sent upstream, version header); variables of the
+    unversioned route are replaced by `pin_version`.
+    """
+    for r in plan["routes"]:
+        match = re.search(r["pattern"], path)
+        if match:
+            sent = path
+            if r["rewrite"]:
+                sent = r["rewrite"].replace("$1", match.group(1) or "")
+            subst = dict((m["version_var"], pin_version) for m in plan["models"])
+            for var, value in subst.items():
+                sent = sent.replace("$" + var, value)
+                upstream = r["upstream"].replace("$" + var, value)
+                version = r["version"].replace("$" + var, value)
+                r = dict(r, upstream=upstream, version=version)
+            return r["upstream"], sent, r["version"]
+    return None
+
+
+def test_backend_address_falls_back_from_tfserving_address_to_ansible_host_to_name():
+    backends = gateway.serving_backends(HOSTVARS)
+    assert [b["address"] for b in backends] == ["127.0.0.1", "127.0.0.2", "gateway1"]
+    assert backends[1] == {"host": "serving2", "address": "127.0.0.2", "groups": ["tfserving"], "port_base": 18600}
+
+
+def test_each_version_has_its_own_pool_over_every_host_that_serves_it():
+    pools = dict((p["name"], [(s["address"], s["port"]) for s in p["servers"]]) for p in make_plan()["pools"])
+    # serving1 (base 18500): half_plus (shared) 18500/18501, then half_plus_iso v1..v3 at 18502..18507.
+    assert pools == {
+        "tfs_half_plus_v1": [("127.0.0.1", 18501), ("127.0.0.2", 18601)],
+        "tfs_half_plus_v2": [("127.0.0.1", 18501), ("127.0.0.2", 18601)],
+        "tfs_half_plus_iso_v1": [("127.0.0.1", 18503), ("127.0.0.2", 18603)],
+        "tfs_half_plus_iso_v2": [("127.0.0.1", 18505), ("127.0.0.2", 18605)],
+        "tfs_half_plus_iso_v3": [("127.0.0.1", 18507), ("127.0.0.2", 18607)],
+    }
+
+
+def test_pools_use_the_serving_roles_own_port_plan():
+    models = fleet.normalize_models(DECLARATION)
+    units = fleet.serving_units(models, ["tfserving"], 18600)
+    iso3 = [u for u in units if u["name"] == "tfserving-half_plus_iso-v3"][0]
+    pool = [p for p in make_plan()["pools"] if p["name"] == "tfs_half_plus_iso_v3"][0]
+    assert ("serving2", iso3["rest_port"]) in [(s["host"], s["port"]) for s in pool["servers"]]
+
+
+def test_a_host_outside_the_models_group_is_in_no_pool():
+    hostvars = HOSTVARS + [{"inventory_hostname": "other", "group_names": ["batch"], "tfserving_port_base": 30000}]
+    hosts = set(s["host"] for p in make_plan(hostvars=hostvars)["pools"] for s in p["servers"])
+    assert hosts == {"serving1", "serving2"}
+
+
+@pytest.mark.parametrize("path, upstream, sent, version", [
+    ("/v1/models/half_plus/versions/2:predict", "tfs_half_plus_v2", "/v1/models/half_plus/versions/2:predict", "2"),
+    ("/v1/models/half_plus/versions/1", "tfs_half_plus_v1", "/v1/models/half_plus/versions/1", "1"),
+    ("/v1/models/half_plus/versions/1/metadata", "tfs_half_plus_v1", "/v1/models/half_plus/versions/1/metadata", "1"),
+    ("/v1/models/half_plus/labels/canary:regress", "tfs_half_plus_v2",
+     "/v1/models/half_plus/versions/2:regress", "2"),
+    # An isolated container knows no labels: the gateway names the version.
+    ("/v1/models/half_plus_iso/labels/stable:predict", "tfs_half_plus_iso_v2",
+     "/v1/models/half_plus_iso/versions/2:predict", "2"),
+    ("/v1/models/half_plus_v2:classify", "tfs_half_plus_v2", "/v1/models/half_plus/versions/2:classify", "2"),
+    ("/v1/models/half_plus_v1/metadata", "tfs_half_plus_v1", "/v1/models/half_plus/versions/1/metadata", "1"),
+    ("/v1/models/half_plus:predict", "tfs_half_plus_v$pinned", "/v1/models/half_plus/versions/$pinned:predict",
+     "$pinned"),
+    ("/v1/models/half_plus_iso:predict", "tfs_half_plus_iso_v$pinned",
+     "/v1/models/half_plus_iso/versions/$pinned:predict", "$pinned"),
+])
+def test_every_declared_route_reaches_exactly_its_versions_pool(path, upstream, sent, version):
+    assert route(make_plan(), path) == (upstream, sent, version)
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/models/half_plus/versions/3:predict",      # undeclared version
+    "/v1/models/half_plus/versions/12:predict",     # a prefix of a declared version must not match
+    "/v1/models/half_plus/labels/beta:predict",     # undeclared label
+    "/v1/models/half_plus/labels/stable2:predict",
+    "/v1/models/resnet:predict",                    # undeclared model
+    "/v1/models/half_plus:explain",
+    "/v1/models/half_plus/versions/1:predictx",
+    "/v1/models/half_plus_v3:predict",              # undeclared alias
+    "/v1/models",
+])
+def test_anything_undeclared_matches_no_route_and_is_left_to_the_gateways_error_answers(path):
+    assert route(make_plan(), path) is None
+
+
+def test_the_unversioned_path_follows_the_split_and_pins_by_label():
+    half_plus, iso = make_plan()["models"]
+    assert half_plus["split"] == [{"share": "20%", "version": 2, "label": "canary"},
+                                  {"share": "*", "version": 1, "label": "stable"}]
+    assert half_plus["weights"] == {1: 80, 2: 20}
+    assert half_plus["labels"] == {"stable": 1, "canary": 2}
+    assert half_plus["split_var"] == "tfs_m0_split"
+    assert (iso["split"], iso["split_var"], iso["default_version"], iso["weights"]) == ([], None, 2, {2: 100})
+
+
+def test_two_labels_on_one_version_add_their_weights():
+    declaration = [dict(DECLARATION[0], labels={"stable": 2, "canary": 2})]
+    assert make_plan(declaration)["models"][0]["weights"] == {2: 100}
+
+
+def test_a_zero_weight_label_gets_no_bucket():
+    declaration = [dict(DECLARATION[0], routes={"split": {"stable": 100, "canary": 0}})]
+    assert make_plan(declaration)["models"][0]["split"] == [{"share": "*", "version": 1, "label": "stable"}]
+
+
+def test_the_default_route_without_routes_is_stable_or_the_newest_version():
+    declaration = [{"name": "m", "source": "/m", "versions": [3, 7]}]
+    assert make_plan(declaration)["models"][0]["default_version"] == 7
+
+
+def test_pin_header_and_cookie_become_nginx_variables():
+    pin = make_plan(pin_header="X-Canary-Label", pin_cookie="lbl")["pin"]
+    assert pin == {"header": "X-Canary-Label", "cookie": "lbl", "header_var": "http_x_canary_label",
+                   "cookie_var": "cookie_lbl"}
+
+
+def test_model_names_with_dashes_get_numbered_nginx_variables():
+    declaration = [{"name": "my-model", "source": "/m", "versions": [1]}]
+    plan = make_plan(declaration)
+    assert plan["models"][0]["version_var"] == "tfs_m0_version"
+    assert route(plan, "/v1/models/my-model/versions/1:predict")[0] == "tfs_my-model_v1"
+
+
+def test_drained_hosts_stay_listed_but_down():
+    pool = make_plan(drained=["serving1"])["pools"][0]
+    assert [(s["host"], s["down"]) for s in pool["servers"]] == [("serving1", True), ("serving2", False)]
+    assert make_plan(drained=["serving1"])["problems"] == []
+
+
+def test_draining_every_server_of_a_version_is_a_problem():
+    problems = make_plan(drained=["serving1", "serving2"])["problems"]
+    assert "half_plus version 1 would have no server left: every host serving it (serving1, serving2) is drained" \
+        in problems
+    assert len(problems) == 5
+
+
+def test_a_model_whose_group_has_no_hosts_is_a_problem_not_an_empty_pool():
+    declaration = [dict(DECLARATION[0], hosts="gpu")]
+    plan = make_plan(declaration)
+    assert plan["pools"] == []
+    assert plan["problems"] == ["half_plus version 1 is served by no host: inventory group 'gpu' has no hosts",
+                                "half_plus version 2 is served by no host: inventory group 'gpu' has no hosts"]
+
+
+def test_grpc_listens_per_shared_model_and_per_isolated_version():
+    grpc = make_plan(grpc_port_base=18090)["grpc"]
+    assert [(g["name"], g["port"], [s["port"] for s in g["servers"]]) for g in grpc] == [
+        ("tfs_half_plus_grpc", 18090, [18500, 18600]),
+        ("tfs_half_plus_iso_v1_grpc", 18091, [18502, 18602]),
+        ("tfs_half_plus_iso_v2_grpc", 18092, [18504, 18604]),
+        ("tfs_half_plus_iso_v3_grpc", 18093, [18506, 18606]),
+    ]
+    assert make_plan()["grpc"] == []
+
+
+def test_gateway_ports_must_differ():
+    grpc = make_plan(grpc_port_base=8080)["grpc"]
+    problems = gateway.gateway_port_problems({"http": 8080, "https": None, "status": 8081}, grpc, "gw")
+    assert problems == [
+        "gateway port 8080 on gw is claimed by http and gRPC of tfs_half_plus_grpc; give each listener its own port "
+        "(see gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)",
+        "gateway port 8081 on gw is claimed by status and gRPC of tfs_half_plus_iso_v1_grpc; give each listener its "
+        "own port (see gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)",
+    ]
+    assert gateway.gateway_port_problems({"http": 80, "status": 8081}, make_plan(grpc_port_base=8500)["grpc"]) == []
+
+
+def test_filters_are_the_module_utils_functions():
+    filters = FilterModule().filters()
+    assert filters["gateway_plan"] is gateway.gateway_plan
+    assert filters["serving_backends"] is gateway.serving_backends
+    assert filters["gateway_port_problems"] is gateway.gateway_port_problems
+
+
+def test_a_gateway_port_held_by_another_process_is_a_problem_but_nginx_itself_is_not():
+    listeners = [{"port": 8080, "pid": 7, "name": "python3"}, {"port": 8081, "pid": 9, "name": "nginx"},
+                 {"port": 9000, "pid": 0, "name": "unknown"}]
+    problems = gateway.gateway_port_problems({"http": 8080, "status": 8081, "https": 9000}, [], "gw", listeners)
+    assert problems == [
+        "gateway port 8080 on gw (http) is already held by python3 (pid 7); free it or choose another port",
+        "gateway port 9000 on gw (https) is already held by a process this host cannot name (another container or "
+        "namespace); free it or choose another port",
+    ]

@@ -1,0 +1,60 @@
+"""The fleet status report: declared against reported, and the drift in it."""
+
+from ansible_collections.mlserve.tfserving.plugins.filter.status import FilterModule
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, status
+
+UNITS = fleet.serving_units(fleet.normalize_models([
+    {"name": "half_plus", "source": "/s", "versions": [1, 2], "labels": {"stable": 1, "canary": 2}},
+    {"name": "iso", "source": "/s", "versions": [1], "topology": "isolated", "labels": {"stable": 1}},
+]), ["tfserving"], 18500)
+
+
+def answer(*states):
+    return {"model_version_status": [{"version": str(v), "state": s, "status": {"error_code": "OK"}}
+                                     for v, s in states]}
+
+
+def test_every_declared_version_available_is_no_drift():
+    rows = status.status_rows(UNITS, [answer((2, "AVAILABLE"), (1, "AVAILABLE")), answer((1, "AVAILABLE"))], "s1",
+                              {"iso": {"stable": 1}})
+    assert [(r["model"], r["version"], r["labels"], r["port"], r["state"], r["ok"]) for r in rows] == [
+        ("half_plus", 1, ["stable"], 18501, "AVAILABLE", True),
+        ("half_plus", 2, ["canary"], 18501, "AVAILABLE", True),
+        ("iso", 1, ["stable"], 18503, "AVAILABLE", True),
+    ]
+
+
+def test_missing_unloaded_unreachable_and_extra_versions_are_drift():
+    rows = status.status_rows(UNITS, [answer((3, "AVAILABLE"), (2, "LOADING"), (0, "END")),
+                                      None], "s1")
+    assert [(r["model"], r["version"], r["declared"], r["state"], r["ok"]) for r in rows] == [
+        ("half_plus", 1, True, "NOT LOADED", False),
+        ("half_plus", 2, True, "LOADING", False),
+        ("half_plus", 3, False, "AVAILABLE", False),
+        ("iso", 1, True, "UNREACHABLE", False),
+    ]
+
+
+def test_an_unloaded_undeclared_version_is_history_not_drift():
+    rows = status.status_rows(UNITS[:1], [answer((2, "AVAILABLE"), (1, "AVAILABLE"), (0, "END"))], "s1")
+    assert [r["version"] for r in rows] == [1, 2]
+
+
+def test_a_server_error_is_kept_with_the_row():
+    rows = status.status_rows(UNITS[1:], [{"error": "Could not find any versions of model iso"}], "s2")
+    assert rows[0]["state"] == "UNREACHABLE"
+    assert rows[0]["error"] == "Could not find any versions of model iso"
+
+
+def test_table_aligns_columns_and_marks_drift():
+    rows = status.status_rows(UNITS, [answer((2, "AVAILABLE"), (1, "AVAILABLE")), None], "serving1")
+    assert status.status_table(rows) == [
+        "MODEL      VERSION  LABELS  HOST      PORT   DECLARED  STATE",
+        "half_plus  1        stable  serving1  18501  yes       AVAILABLE",
+        "half_plus  2        canary  serving1  18501  yes       AVAILABLE",
+        "iso        1        -       serving1  18503  yes       UNREACHABLE  ! drift",
+    ]
+
+
+def test_filters_are_the_module_utils_functions():
+    assert FilterModule().filters() == {"status_rows": status.status_rows, "status_table": status.status_table}
