@@ -10,7 +10,7 @@ BIN         := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 # Scenarios in the order they build on each other; `make molecule SCENARIOS=docker` runs one.
-SCENARIOS   ?= docker models serving gateway
+SCENARIOS   ?= docker models serving gateway default
 PLATFORMS   ?= debian12 debian13
 MOLECULE    := molecule -c molecule/config.yml
 
@@ -40,6 +40,8 @@ images: engine venv
 lint: venv
 	yamllint --strict .
 	ansible-lint
+	# The example inventories' declarations pass the preflight (it contacts no host).
+	for i in staging production; do ansible-playbook playbooks/preflight.yml -i inventories/$$i || exit 1; done
 
 unit: venv engine
 	pytest -q tests/unit
@@ -58,6 +60,8 @@ test: lint unit build molecule
 demo: venv images
 	ansible-playbook lab/up.yml
 	ansible-playbook site.yml -i inventories/lab
+	ansible-playbook playbooks/routes.yml -i inventories/lab
+	ansible-playbook playbooks/status.yml -i inventories/lab
 
 clean: venv
 	-ansible-playbook lab/down.yml

@@ -16,4 +16,6 @@ class FilterModule(object):
             "serving_backends": gateway.serving_backends,
             "gateway_plan": gateway.gateway_plan,
             "gateway_port_problems": gateway.gateway_port_problems,
+            "route_examples": gateway.route_examples,
+            "route_results": gateway.route_results,
         }

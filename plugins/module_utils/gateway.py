@@ -63,17 +63,22 @@ def gateway_plan(models, backends, options=None):
 
     `models`: the normalized declaration; `backends`: serving_backends().
     `options`: `drained` (hosts whose servers are marked down, e.g. during a
-    rolling upgrade), `grpc_port_base` (None: no gRPC listeners),
+    rolling upgrade), `served` (host -> the declaration that host serves,
+    when it is not `models`), `grpc_port_base` (None: no gRPC listeners),
     `pin_header` and `pin_cookie` (how a client pins itself to a label).
     Returns a dict with `pools`, `grpc`, `models` (per-model split data),
     `routes` (nginx locations in match order), `pin` and `problems`.
     """
     options = options or {}
     drained = set(options.get("drained") or [])
+    # During a rolling upgrade some hosts serve another declaration than
+    # the one routed by; their pools follow what they really serve.
+    served = dict((host, fleet.normalize_models(declaration))
+                  for host, declaration in (options.get("served") or {}).items())
     rest = {}
     grpc = {}
     for backend in backends:
-        units = fleet.serving_units(models, backend["groups"], backend["port_base"])
+        units = fleet.serving_units(served.get(backend["host"], models), backend["groups"], backend["port_base"])
         for unit in units:
             for version in unit["versions"]:
                 server = {"host": backend["host"], "address": backend["address"], "down": backend["host"] in drained}
@@ -154,6 +159,43 @@ def gateway_plan(models, backends, options=None):
                 "header_var": "http_" + header.lower().replace("-", "_"), "cookie_var": "cookie_" + cookie},
         "problems": problems,
     }
+
+
+def route_examples(plan):
+    """One request per route and the versions that may answer it.
+
+    The unversioned path may be answered by any version its split (or its
+    default) names; every other route by exactly one.
+    """
+    weights = dict((m["name"], sorted(m["weights"])) for m in plan["models"])
+    examples = []
+    for route in plan["routes"]:
+        expected = weights[route["model"]] if route["kind"] == "default" else [int(route["version"])]
+        examples.append({"kind": route["kind"], "model": route["model"], "path": route["example"],
+                         "versions": expected})
+    return examples
+
+
+def route_results(answers):
+    """The uri answers to route_examples' metadata requests, judged.
+
+    `answers`: uri results, each with `item` (a route example), `status`
+    and, when the server answered, `json`. Each row gets the version that
+    answered, `ok`, and a printable `line`.
+    """
+    rows = []
+    for answer in answers:
+        example = answer["item"]
+        spec = (answer.get("json") or {}).get("model_spec") or {}
+        version = int(spec["version"]) if str(spec.get("version", "")).isdigit() else None
+        ok = version in example["versions"]
+        declared = " or ".join(str(v) for v in example["versions"])
+        got = ("version %d" % version if version is not None
+               else "HTTP %s %s" % (answer.get("status"), (answer.get("json") or {}).get("error", "")))
+        rows.append({"path": example["path"], "versions": example["versions"], "answered": version, "ok": ok,
+                     "line": "GET %-70s -> %s (declared %s)%s" % (answer.get("url") or example["path"], got, declared,
+                                                                  "" if ok else "  ! WRONG")})
+    return rows
 
 
 def _weights(split):

@@ -1829,6 +1829,10 @@ LIBEVENT_ERROR = "<HTML><HEAD>\n<TITLE>%d %s</TITLE>\n</HEAD><BODY>\n<H1>%s</H1>
 
 class RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; without TCP_NODELAY the second
+    # waits for the client's delayed ACK (40 ms), which libevent's single
+    # buffered write never does.
+    disable_nagle_algorithm = True
     api = None          # RestApi
     metrics_path = None
     cors = False

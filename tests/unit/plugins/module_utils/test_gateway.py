@@ -214,3 +214,54 @@ def test_a_gateway_port_held_by_another_process_is_a_problem_but_nginx_itself_is
         "gateway port 9000 on gw (https) is already held by a process this host cannot name (another container or "
         "namespace); free it or choose another port",
     ]
+
+
+def test_a_host_serving_another_declaration_is_pooled_by_what_it_serves():
+    # serving1 is upgraded first and already serves version 3 too.
+    upgraded = [dict(DECLARATION[0], versions=[1, 2, 3]), DECLARATION[1]]
+    plan = make_plan(served={"serving1": upgraded})
+    pools = dict((p["name"], [s["host"] for s in p["servers"]]) for p in plan["pools"])
+    # Routes follow the declaration routed by (versions 1 and 2): no pool for version 3 yet.
+    assert "tfs_half_plus_v3" not in pools
+    assert pools["tfs_half_plus_v1"] == ["serving1", "serving2"]
+
+
+def test_pools_drop_a_host_that_no_longer_serves_a_version():
+    shrunk = [dict(DECLARATION[0], versions=[2], labels={"stable": 2, "canary": 2}), DECLARATION[1]]
+    plan = make_plan(served={"serving1": shrunk})
+    pools = dict((p["name"], [s["host"] for s in p["servers"]]) for p in plan["pools"])
+    assert pools["tfs_half_plus_v1"] == ["serving2"]
+    assert pools["tfs_half_plus_v2"] == ["serving1", "serving2"]
+
+
+def test_route_examples_expect_one_version_or_the_splits_versions():
+    examples = gateway.route_examples(make_plan())
+    by_path = dict((e["path"], e["versions"]) for e in examples)
+    assert by_path == {
+        "/v1/models/half_plus/versions/1": [1], "/v1/models/half_plus/versions/2": [2],
+        "/v1/models/half_plus/labels/canary": [2], "/v1/models/half_plus/labels/stable": [1],
+        "/v1/models/half_plus_v1": [1], "/v1/models/half_plus_v2": [2], "/v1/models/half_plus": [1, 2],
+        "/v1/models/half_plus_iso/versions/1": [1], "/v1/models/half_plus_iso/versions/2": [2],
+        "/v1/models/half_plus_iso/versions/3": [3], "/v1/models/half_plus_iso/labels/stable": [2],
+        "/v1/models/half_plus_iso": [2],
+    }
+    # Every example is routed to a pool that serves one of its versions.
+    for example in examples:
+        upstream = route(make_plan(), example["path"] + "/metadata", "%d" % example["versions"][0])[0]
+        assert upstream.endswith("_v%d" % example["versions"][0])
+
+
+def test_route_results_judge_the_version_that_answered():
+    answers = [
+        {"item": {"path": "/v1/models/m/labels/stable", "versions": [1]}, "status": 200,
+         "url": "http://127.0.0.1:8080/v1/models/m/labels/stable/metadata",
+         "json": {"model_spec": {"name": "m", "version": "1"}}},
+        {"item": {"path": "/v1/models/m", "versions": [1, 2]}, "status": 200, "json": {"model_spec": {"version": "3"}}},
+        {"item": {"path": "/v1/models/m_v2", "versions": [2]}, "status": 502, "json": None},
+    ]
+    rows = gateway.route_results(answers)
+    assert [(r["answered"], r["ok"]) for r in rows] == [(1, True), (3, False), (None, False)]
+    assert rows[0]["line"] == ("GET http://127.0.0.1:8080/v1/models/m/labels/stable/metadata" + " " * 15
+                               + "-> version 1 (declared 1)")
+    assert rows[1]["line"].endswith("-> version 3 (declared 1 or 2)  ! WRONG")
+    assert rows[2]["line"].endswith("-> HTTP 502  (declared 2)  ! WRONG")

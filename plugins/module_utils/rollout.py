@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rolling upgrades: batches of hosts, declaration steps, and the union state.
+
+A rollout from declaration OLD to TARGET goes through three phases, host
+batch by host batch, so that the gateway never routes to a version that the
+hosts behind it do not serve:
+
+1. each batch, drained at the gateway, serves union(OLD, TARGET): every
+   version of both, with OLD's labels; the gateway still routes by OLD;
+2. the gateway switches to TARGET's routes (one reload);
+3. each batch, drained again, serves exactly TARGET.
+
+Standard library only; plugins/filter/rollout.py wraps these functions.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import math
+import re
+
+try:
+    from collections.abc import Mapping
+except ImportError:  # Python 2
+    from collections import Mapping
+
+STEP_KEYS = ("model", "versions", "labels", "split", "default")
+
+
+def _plain(value):
+    """A plain copy of nested mappings and lists.
+
+    Not copy.deepcopy: Ansible hands filters lazily templated containers,
+    and only reading them through their mapping and sequence interfaces
+    yields the templated values.
+    """
+    if isinstance(value, Mapping):
+        return dict((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def rollout_batches(hosts, size=1):
+    """The hosts in batches of `size`: a count, or a percentage such as "50%"."""
+    hosts = list(hosts)
+    if not hosts:
+        return []
+    text = str(size).strip()
+    match = re.match(r"^(\d+)%$", text)
+    if match:
+        count = max(1, int(math.ceil(len(hosts) * int(match.group(1)) / 100.0)))
+    elif text.isdigit() and int(text) > 0:
+        count = int(text)
+    else:
+        raise ValueError("rollout_batch: %r is not a host count or a percentage (e.g. 1 or 50%%)" % (size,))
+    return [hosts[i:i + count] for i in range(0, len(hosts), count)]
+
+
+def step_problems(declaration, steps):
+    """What is wrong with the command line's steps, each naming the step."""
+    problems = []
+    names = [m.get("name") for m in declaration if isinstance(m, dict)]
+    if not isinstance(steps, list):
+        return ["rollout_steps: %r must be a list of steps, e.g. [{model: m, split: {stable: 50, canary: 50}}]"
+                % (steps,)]
+    for i, step in enumerate(steps):
+        where = "rollout_steps[%d]" % i
+        if not isinstance(step, dict):
+            problems.append("%s: %r must be a mapping with model and any of %s" % (where, step, ", ".join(STEP_KEYS[1:])))
+            continue
+        for key in sorted(set(step) - set(STEP_KEYS)):
+            problems.append("%s.%s: unknown key; valid keys are %s" % (where, key, ", ".join(STEP_KEYS)))
+        if step.get("model") not in names:
+            problems.append("%s.model: %r is not a declared model (declared: %s)"
+                            % (where, step.get("model"), ", ".join(str(n) for n in names)))
+        elif len(set(step) - {"model"}) == 0:
+            problems.append("%s: changes nothing; give versions, labels, split or default" % where)
+    return problems
+
+
+def rollout_targets(declaration, steps):
+    """The declaration after each step, cumulatively; the declaration itself without steps.
+
+    A step replaces the model's versions or labels, or its routes' split or
+    default (an empty split removes it). Each result is validated like any
+    declaration before the rollout starts.
+    """
+    current = _plain(declaration)
+    if not steps:
+        return [current]
+    targets = []
+    for step in steps:
+        current = _plain(current)
+        model = [m for m in current if m["name"] == step["model"]][0]
+        for key in ("versions", "labels"):
+            if key in step:
+                model[key] = _plain(step[key])
+        routes = model.setdefault("routes", {})
+        for key in ("split", "default"):
+            if key in step:
+                if step[key] in (None, {}):
+                    routes.pop(key, None)
+                else:
+                    routes[key] = _plain(step[key])
+        targets.append(current)
+    return targets
+
+
+def rollout_union(old, target):
+    """What a host serves during phase 1: every version of both, OLD's labels and routes.
+
+    A model only in TARGET is served as TARGET declares it (the gateway does
+    not route to it until phase 2); a model only in OLD stays as it was
+    until phase 3 removes it.
+    """
+    old_by_name = dict((m["name"], m) for m in old)
+    union = []
+    for model in target:
+        before = old_by_name.pop(model["name"], None)
+        if before is None:
+            union.append(_plain(model))
+            continue
+        merged = _plain(model)
+        merged["versions"] = sorted(set(model["versions"]) | set(before["versions"]))
+        merged["labels"] = _plain(before.get("labels") or {})
+        merged["routes"] = _plain(before.get("routes") or {})
+        union.append(merged)
+    union += [_plain(m) for m in old if m["name"] in old_by_name]
+    return union
