@@ -18,14 +18,15 @@ def status_rows(units, answers, host, labels=None):
     """One row per (unit, version) on a host, declared or reported.
 
     `units`: the host's serving_units; `answers`: for each unit in the same
-    order, the JSON of `GET /v1/models/M` (or None when the server did not
-    answer); `labels`: model -> {label: version} as the declaration names
+    order, the uri result of `GET /v1/models/M` (its `json` is missing when
+    the server did not answer); `labels`: model -> {label: version} as the declaration names
     them (an isolated unit has none of its own). A row is `ok` when a
     declared version is AVAILABLE; a version the server reports but the
     declaration does not list is drift unless it is already unloaded (END).
     """
     rows = []
-    for unit, answer in zip(units, answers):
+    for unit, result in zip(units, answers):
+        answer = result.get("json") if isinstance(result, dict) else None
         declared_labels = (labels or {}).get(unit["model"], unit["labels"])
         reported = {}
         error = None
@@ -57,7 +58,7 @@ def status_rows(units, answers, host, labels=None):
 
 
 def status_table(rows):
-    """The rows as aligned text lines, drift marked with '!'."""
+    """The rows as aligned text lines; a drifted row starts with '!'."""
     def cell(row, key):
         value = row[key]
         if key == "labels":
@@ -66,8 +67,11 @@ def status_table(rows):
             return "yes" if value else "NO"
         return str(value)
 
-    table = [[title for _, title in COLUMNS] + [""]]
+    table = [[title for _, title in COLUMNS]]
+    marks = [" "]
     for row in sorted(rows, key=lambda r: (r["model"], r["version"], r["host"])):
-        table.append([cell(row, key) for key, _ in COLUMNS] + ["" if row["ok"] else "! drift"])
+        table.append([cell(row, key) for key, _ in COLUMNS])
+        marks.append(" " if row["ok"] else "!")
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+    return [(mark + " " + "  ".join(c.ljust(w) for c, w in zip(line, widths))).rstrip()
+            for mark, line in zip(marks, table)]

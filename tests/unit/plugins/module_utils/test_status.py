@@ -10,8 +10,12 @@ UNITS = fleet.serving_units(fleet.normalize_models([
 
 
 def answer(*states):
-    return {"model_version_status": [{"version": str(v), "state": s, "status": {"error_code": "OK"}}
-                                     for v, s in states]}
+    """A uri result of GET /v1/models/M."""
+    return {"status": 200, "json": {"model_version_status": [{"version": str(v), "state": s,
+                                                              "status": {"error_code": "OK"}} for v, s in states]}}
+
+
+NO_ANSWER = {"status": -1, "msg": "Connection refused"}
 
 
 def test_every_declared_version_available_is_no_drift():
@@ -26,7 +30,7 @@ def test_every_declared_version_available_is_no_drift():
 
 def test_missing_unloaded_unreachable_and_extra_versions_are_drift():
     rows = status.status_rows(UNITS, [answer((3, "AVAILABLE"), (2, "LOADING"), (0, "END")),
-                                      None], "s1")
+                                      NO_ANSWER], "s1")
     assert [(r["model"], r["version"], r["declared"], r["state"], r["ok"]) for r in rows] == [
         ("half_plus", 1, True, "NOT LOADED", False),
         ("half_plus", 2, True, "LOADING", False),
@@ -41,18 +45,18 @@ def test_an_unloaded_undeclared_version_is_history_not_drift():
 
 
 def test_a_server_error_is_kept_with_the_row():
-    rows = status.status_rows(UNITS[1:], [{"error": "Could not find any versions of model iso"}], "s2")
+    rows = status.status_rows(UNITS[1:], [{"status": 404, "json": {"error": "Could not find any versions of model iso"}}], "s2")
     assert rows[0]["state"] == "UNREACHABLE"
     assert rows[0]["error"] == "Could not find any versions of model iso"
 
 
-def test_table_aligns_columns_and_marks_drift():
-    rows = status.status_rows(UNITS, [answer((2, "AVAILABLE"), (1, "AVAILABLE")), None], "serving1")
+def test_table_aligns_columns_and_marks_drift_with_a_bang():
+    rows = status.status_rows(UNITS, [answer((2, "AVAILABLE"), (1, "AVAILABLE")), NO_ANSWER], "serving1")
     assert status.status_table(rows) == [
-        "MODEL      VERSION  LABELS  HOST      PORT   DECLARED  STATE",
-        "half_plus  1        stable  serving1  18501  yes       AVAILABLE",
-        "half_plus  2        canary  serving1  18501  yes       AVAILABLE",
-        "iso        1        -       serving1  18503  yes       UNREACHABLE  ! drift",
+        "  MODEL      VERSION  LABELS  HOST      PORT   DECLARED  STATE",
+        "  half_plus  1        stable  serving1  18501  yes       AVAILABLE",
+        "  half_plus  2        canary  serving1  18501  yes       AVAILABLE",
+        "! iso        1        -       serving1  18503  yes       UNREACHABLE",
     ]
 
 
