@@ -193,8 +193,7 @@ def route_results(answers):
         got = ("version %d" % version if version is not None
                else "HTTP %s %s" % (answer.get("status"), (answer.get("json") or {}).get("error", "")))
         rows.append({"path": example["path"], "versions": example["versions"], "answered": version, "ok": ok,
-                     "line": "GET %-70s -> %s (declared %s)%s" % (answer.get("url") or example["path"], got, declared,
-                                                                  "" if ok else "  ! WRONG")})
+                     "line": "%-40s -> %s (declared %s)%s" % (example["path"], got, declared, "" if ok else "  ! WRONG")})
     return rows
 
 
