@@ -8,6 +8,7 @@ wait is bounded.
 import importlib.util
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -37,9 +38,20 @@ def double_module():
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999) and above the lab's.
+
+    A port the kernel hands out for binding to 0 comes from the ephemeral
+    range, where a client's outgoing connection can take it again before the
+    double binds it.
+    """
+    while True:
+        port = random.randrange(23000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def port_open(port, timeout=0.2):
