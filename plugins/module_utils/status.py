@@ -14,20 +14,21 @@ COLUMNS = (("model", "MODEL"), ("version", "VERSION"), ("labels", "LABELS"), ("h
            ("declared", "DECLARED"), ("state", "STATE"))
 
 
-def status_rows(units, answers, host, labels=None):
+def status_rows(units, answers, host, models=None):
     """One row per (unit, version) on a host, declared or reported.
 
     `units`: the host's serving_units; `answers`: for each unit in the same
     order, the uri result of `GET /v1/models/M` (its `json` is missing when
-    the server did not answer); `labels`: model -> {label: version} as the declaration names
-    them (an isolated unit has none of its own). A row is `ok` when a
+    the server did not answer); `models`: the normalized declaration, whose
+    labels are shown (an isolated unit has none of its own). A row is `ok` when a
     declared version is AVAILABLE; a version the server reports but the
     declaration does not list is drift unless it is already unloaded (END).
     """
+    labels = dict((m["name"], m["labels"]) for m in models or [])
     rows = []
     for unit, result in zip(units, answers):
         answer = result.get("json") if isinstance(result, dict) else None
-        declared_labels = (labels or {}).get(unit["model"], unit["labels"])
+        declared_labels = labels.get(unit["model"], unit["labels"])
         reported = {}
         error = None
         if isinstance(answer, dict) and "model_version_status" in answer:

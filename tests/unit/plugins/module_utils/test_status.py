@@ -3,10 +3,11 @@
 from ansible_collections.mlserve.tfserving.plugins.filter.status import FilterModule
 from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, status
 
-UNITS = fleet.serving_units(fleet.normalize_models([
+MODELS = fleet.normalize_models([
     {"name": "half_plus", "source": "/s", "versions": [1, 2], "labels": {"stable": 1, "canary": 2}},
     {"name": "iso", "source": "/s", "versions": [1], "topology": "isolated", "labels": {"stable": 1}},
-]), ["tfserving"], 18500)
+])
+UNITS = fleet.serving_units(MODELS, ["tfserving"], 18500)
 
 
 def answer(*states):
@@ -20,7 +21,7 @@ NO_ANSWER = {"status": -1, "msg": "Connection refused"}
 
 def test_every_declared_version_available_is_no_drift():
     rows = status.status_rows(UNITS, [answer((2, "AVAILABLE"), (1, "AVAILABLE")), answer((1, "AVAILABLE"))], "s1",
-                              {"iso": {"stable": 1}})
+                              MODELS)
     assert [(r["model"], r["version"], r["labels"], r["port"], r["state"], r["ok"]) for r in rows] == [
         ("half_plus", 1, ["stable"], 18501, "AVAILABLE", True),
         ("half_plus", 2, ["canary"], 18501, "AVAILABLE", True),
