@@ -9,8 +9,9 @@ PYTHON      ?= python3
 BIN         := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
-# Scenarios in the order they build on each other; `make molecule SCENARIOS=docker` runs one.
-SCENARIOS   ?= docker models serving gateway default
+# Scenarios in lanes that run side by side (molecule/lanes.sh); each lane runs
+# its scenarios in order. `make molecule LANES=docker` runs one.
+LANES       ?= "docker models serving gateway" "default"
 PLATFORMS   ?= debian12 debian13
 MOLECULE    := molecule -c molecule/config.yml
 
@@ -53,11 +54,14 @@ build: venv
 	  echo "test material in the collection tarball" >&2; exit 1; fi
 
 molecule: venv images
-	for s in $(SCENARIOS); do echo "== molecule test -s $$s"; $(MOLECULE) test -s $$s || exit 1; done
+	rm -rf .cache/molecule-logs
+	molecule/lanes.sh $(LANES)
 
 test: lint unit build molecule
 
-demo: venv images
+# The demo's hosts are Debian 12: the Debian 13 image is for the docker scenario.
+demo: venv
+	$(MAKE) images PLATFORMS=debian12
 	ansible-playbook lab/up.yml
 	ansible-playbook site.yml -i inventories/lab
 	ansible-playbook playbooks/routes.yml -i inventories/lab
@@ -65,5 +69,5 @@ demo: venv images
 
 clean: venv
 	-ansible-playbook lab/down.yml
-	-for s in $(SCENARIOS); do $(MOLECULE) destroy -s $$s; done
+	-for s in $$(ls molecule/*/molecule.yml | cut -d/ -f2); do $(MOLECULE) destroy -s $$s; done
 	rm -f mlserve-tfserving-*.tar.gz

@@ -16,12 +16,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from lab import REPO, lab_host, timed_playbook
+
 HOST = "mlserve-bench-models"
 TRANSFERRED = re.compile(r"Total transferred file size: ([\d,.]+) bytes")
 
@@ -37,21 +36,8 @@ def build_repository(root, versions, mb):
     return model
 
 
-def ansible(args, extra_env):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), **extra_env)
-    bin_dir = os.path.dirname(sys.executable)
-    return subprocess.run([os.path.join(bin_dir, args[0])] + args[1:], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
 def run_role(inventory, vars_file):
-    started = time.monotonic()
-    proc = ansible(["ansible-playbook", "-i", inventory, "-e", "@" + vars_file, "benchmarks/models_sync.yml"],
-                   {"ANSIBLE_STDOUT_CALLBACK": "json"})
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.exit("the models role failed:\n%s\n%s" % (proc.stdout[-4000:], proc.stderr[-2000:]))
-    report = json.loads(proc.stdout)
+    elapsed, report = timed_playbook(["-i", inventory, "-e", "@" + vars_file, "benchmarks/models_sync.yml"])
     transferred = 0
     for play in report["plays"]:
         for task in play["tasks"]:
@@ -82,12 +68,7 @@ def main():
         with open(vars_file, "w") as f:
             json.dump({"tfserving_models": [{"name": "bench", "source": model,
                                              "versions": list(range(1, args.versions + 1))}]}, f)
-        host = json.dumps({"lab_host_name": HOST, "lab_host_image": "mlserve-lab:debian12", "lab_host_state": "started"})
-        for state in ("absent", "started"):
-            proc = ansible(["ansible", "localhost", "-m", "ansible.builtin.include_tasks", "-a", "lab/tasks/host.yml",
-                            "-e", json.dumps(dict(json.loads(host), lab_host_state=state))], {})
-            if proc.returncode != 0:
-                sys.exit("could not prepare the lab host:\n%s%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+        lab_host(HOST, "started")
         size = args.versions * args.mb_per_version
         print("repository: %d versions, %d MB" % (args.versions, size))
         first = run_role(inventory, vars_file)
@@ -99,9 +80,7 @@ def main():
         if second[1] != 0 or second[2] != 0:
             sys.exit("the unchanged second sync copied %d bytes and changed %s tasks" % (second[1], second[2]))
     finally:
-        ansible(["ansible", "localhost", "-m", "ansible.builtin.include_tasks", "-a", "lab/tasks/host.yml",
-                 "-e", json.dumps({"lab_host_name": HOST, "lab_host_image": "mlserve-lab:debian12",
-                                   "lab_host_state": "absent"})], {})
+        lab_host(HOST, "absent")
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -39,6 +39,8 @@ if ! docker image inspect "$tag" >/dev/null 2>&1; then
   echo "$platform" > "$rootfs/etc/mlserve-lab-platform"
   # Like a fresh install: no package index yet (roles must refresh it).
   rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  # ... and never refreshed: apt's cache_valid_time reads this directory's age.
+  touch -d 2000-01-01 "$rootfs"/var/lib/apt/lists
   tar -C "$rootfs" -c . | docker import \
     --change 'CMD ["/lib/systemd/systemd"]' \
     --change 'ENV container=docker' - "$tag" >&2

@@ -13,8 +13,6 @@ from ansible_collections.mlserve.tfserving.plugins.module_utils import gateway
 class FilterModule(object):
     def filters(self):
         return {
-            "serving_backends": gateway.serving_backends,
-            "gateway_plan": gateway.gateway_plan,
             "gateway_port_problems": gateway.gateway_port_problems,
             "route_examples": gateway.route_examples,
             "route_results": gateway.route_results,

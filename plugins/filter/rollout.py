@@ -14,6 +14,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "rollout_batches": rollout.rollout_batches,
+            "rollout_stages": rollout.rollout_stages,
             "rollout_step_problems": rollout.step_problems,
             "rollout_targets": rollout.rollout_targets,
             "rollout_union": rollout.rollout_union,

@@ -368,24 +368,47 @@ def stage_labels(wanted_labels, wanted_versions, current_labels, available):
     return step1, step2
 
 
-def versions_to_copy(model, source_versions, copy_versions):
-    """Declared versions whose copy is missing or differs from the source.
+def sync_plan(models, sources, copies, prune=False):
+    """What the models role does on one host, for all its models at once.
 
-    Both lists are model_version_info results (`version`, `checksum`).
+    `models`: the host's models (plan profile); `sources`: the plan's
+    sources (model -> [{version, directory, checksum}]); `copies`: the
+    model_version_info results (checksums only) of each model's copy on
+    the host, in the order of `models`. A version is copied when its copy
+    is missing or differs, from the source's own directory name (which may
+    be zero-padded, as in TF Serving's test models) to its canonical
+    number. With `prune`, directories of undeclared versions are listed for
+    removal; a version a label still names is never pruned.
     """
-    source = dict((v["version"], v["checksum"]) for v in source_versions)
-    copy = dict((v["version"], v["checksum"]) for v in copy_versions)
-    return [v for v in model["versions"] if copy.get(v) != source[v]]
+    copy, remove = [], []
+    for model, found in zip(models, copies):
+        on_host = dict((v["version"], v["checksum"]) for v in found["versions"])
+        for version in sources[model["name"]]:
+            if version["version"] in model["versions"] and on_host.get(version["version"]) != version["checksum"]:
+                copy.append({"model": model["name"], "version": version["version"], "checksum": version["checksum"],
+                             "src": "%s/%s/" % (model["source"], version["directory"]),
+                             "host_path": model["host_path"]})
+        if prune:
+            keep = set(model["versions"]) | set(model["labels"].values())
+            remove += ["%s/%s" % (model["host_path"], v["directory"]) for v in found["versions"]
+                       if v["version"] not in keep]
+    return {"to_copy": copy, "to_remove": remove}
 
 
-def versions_to_prune(model, copy_versions):
-    """Version directories on a host that the declaration no longer lists.
+def copy_problems(host, copied, checks):
+    """Copies whose checksum on the host differs from the source's after the sync.
 
-    A version a label still names is never pruned (validation already
-    requires labels to name declared versions; this is the last guard).
+    `copied`: sync_plan's `to_copy` entries; `checks`: model_version_info
+    results on the host, each for one copied version (item = the entry).
     """
-    keep = set(model["versions"]) | set(model["labels"].values())
-    return [v["directory"] for v in copy_versions if v["version"] not in keep]
+    problems = []
+    for check in checks:
+        entry = check["item"]
+        found = [v["checksum"] for v in check.get("versions", [])]
+        if found != [entry["checksum"]]:
+            problems.append("%s:%s/%d differs from %s after the copy: %s" % (
+                host, entry["host_path"], entry["version"], entry["src"], check.get("msg") or "checksum differs"))
+    return problems
 
 
 # tensorflow_model_server flags this collection may render. The server

@@ -16,32 +16,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet
-
 # TF Serving's REST suffixes; nothing (the status of a version) is matched too.
 VERBS = "(:predict|:classify|:regress|/metadata)?"
 # Model and label names are validated to these characters, so a name can be
 # put into a regular expression or an nginx string as it is.
 NAME_CHARS = "[A-Za-z0-9_-]"
-
-
-def serving_backends(hosts):
-    """What the gateway needs of each inventory host, from its hostvars.
-
-    `hosts`: hostvars of every host (``groups.all | map('extract', hostvars)``).
-    The address is `tfserving_address`, else `ansible_host`, else the
-    inventory name.
-    """
-    backends = []
-    for host in hosts:
-        name = host["inventory_hostname"]
-        backends.append({
-            "host": name,
-            "address": host.get("tfserving_address") or host.get("ansible_host") or name,
-            "groups": list(host.get("group_names") or []),
-            "port_base": host.get("tfserving_port_base"),
-        })
-    return backends
 
 
 def _var(index, what):
@@ -61,25 +40,21 @@ def _route(kind, pattern, model, version, upstream, rewrite=None, example=None):
 def gateway_plan(models, backends, options=None):
     """Pools, routes, splits and gRPC listeners for the gateway.
 
-    `models`: the normalized declaration; `backends`: serving_backends().
-    `options`: `drained` (hosts whose servers are marked down, e.g. during a
-    rolling upgrade), `served` (host -> the declaration that host serves,
-    when it is not `models`), `grpc_port_base` (None: no gRPC listeners),
-    `pin_header` and `pin_cookie` (how a client pins itself to a label).
+    `models`: the normalized declaration; `backends`: each serving host's
+    `host`, `address` and `units` (what it really serves, which during a
+    rolling upgrade is not always `models`). `options`: `drained` (hosts
+    whose servers are marked down), `grpc_port_base` (None: no gRPC
+    listeners), `pin_header` and `pin_cookie` (how a client pins itself to
+    a label).
     Returns a dict with `pools`, `grpc`, `models` (per-model split data),
     `routes` (nginx locations in match order), `pin` and `problems`.
     """
     options = options or {}
     drained = set(options.get("drained") or [])
-    # During a rolling upgrade some hosts serve another declaration than
-    # the one routed by; their pools follow what they really serve.
-    served = dict((host, fleet.normalize_models(declaration))
-                  for host, declaration in (options.get("served") or {}).items())
     rest = {}
     grpc = {}
     for backend in backends:
-        units = fleet.serving_units(served.get(backend["host"], models), backend["groups"], backend["port_base"])
-        for unit in units:
+        for unit in backend["units"]:
             for version in unit["versions"]:
                 server = {"host": backend["host"], "address": backend["address"], "down": backend["host"] in drained}
                 rest.setdefault((unit["model"], version), []).append(dict(server, port=unit["rest_port"]))
@@ -159,6 +134,24 @@ def gateway_plan(models, backends, options=None):
                 "header_var": "http_" + header.lower().replace("-", "_"), "cookie_var": "cookie_" + cookie},
         "problems": problems,
     }
+
+
+def render_upstreams(plan, settings):
+    """The nginx upstream blocks of every REST pool and gRPC listener, as text.
+
+    The bulk of a large fleet's configuration (a pool per version, listing
+    every host that serves it): written here rather than looped over in the
+    template, where it would cost more than everything else together.
+    `settings`: `max_fails`, `fail_timeout` and `upstream_keepalive`.
+    """
+    suffix = " max_fails=%s fail_timeout=%s" % (settings["max_fails"], settings["fail_timeout"])
+    lines = []
+    for pool in list(plan["pools"]) + list(plan["grpc"]):
+        lines.append("upstream %s {" % pool["name"])
+        lines += ["    server %s:%d%s%s;  # %s" % (s["address"], s["port"], suffix, " down" if s["down"] else "",
+                                                   s["host"]) for s in pool["servers"]]
+        lines += ["    keepalive %s;" % settings["upstream_keepalive"], "}", ""]
+    return "\n".join(lines)
 
 
 def route_examples(plan):

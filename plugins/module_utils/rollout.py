@@ -12,6 +12,11 @@ hosts behind it do not serve:
 2. the gateway switches to TARGET's routes (one reload);
 3. each batch, drained again, serves exactly TARGET.
 
+Each gateway reload does as much as is safe at once (rollout_stages): it
+puts the previous batch back while it drains the next, and the switch of
+phase 2 comes with the first drain of phase 3, so a step of N batches costs
+2N + 1 reloads instead of 4N + 1.
+
 Standard library only; plugins/filter/rollout.py wraps these functions.
 """
 
@@ -58,6 +63,20 @@ def rollout_batches(hosts, size=1):
     else:
         raise ValueError("rollout_batch: %r is not a host count or a percentage (e.g. 1 or 50%%)" % (size,))
     return [hosts[i:i + count] for i in range(0, len(hosts), count)]
+
+
+def rollout_stages(batches):
+    """The gateway reloads of one step, in order, each followed by one batch's work.
+
+    A stage drains `batch` (and, by the served map the playbook keeps, puts
+    the previous batch back), routes by `routes` ("from" or "to") and then
+    moves the batch to `serves` ("union" or "to"). Routing by TARGET while
+    the first phase-3 batch drains is safe: every host serves the union,
+    which holds TARGET. The playbook ends with one more reload that puts
+    the last batch back.
+    """
+    return ([{"phase": 1, "batch": list(b), "routes": "from", "serves": "union"} for b in batches]
+            + [{"phase": 3, "batch": list(b), "routes": "to", "serves": "to"} for b in batches])
 
 
 def step_problems(declaration, steps):

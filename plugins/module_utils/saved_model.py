@@ -597,3 +597,73 @@ def scan_model_base(path):
             problems.append("directory %r looks like a version but is not a number; TF Serving ignores it "
                             "(name version directories 1, 2, 3...)" % name)
     return versions, problems
+
+
+# ---------------------------------------------------------------- model repository
+
+INIT_OP_SIGNATURE = "__saved_model_init_op"
+
+
+def check_version(version_dir, tags, signature_name):
+    """The reported facts of one version; raises SavedModelError on a problem."""
+    model = load_saved_model(version_dir)
+    wanted = set(tags)
+    graphs = [g for g in model["meta_graphs"] if set(g["tags"]) == wanted]
+    if not graphs:
+        found = ", ".join("[%s]" % ", ".join(g["tags"]) for g in model["meta_graphs"]) or "none"
+        raise SavedModelError("no MetaGraph has the tags [%s] (found: %s)" % (", ".join(tags), found))
+    graph = graphs[0]
+    signatures = dict((k, v) for k, v in graph["signatures"].items() if k != INIT_OP_SIGNATURE)
+    if signature_name not in signatures:
+        raise SavedModelError("signature %r is missing (found: %s)"
+                              % (signature_name, ", ".join(sorted(signatures)) or "none"))
+    if needs_variables(graph) and not os.path.isfile(os.path.join(version_dir, "variables", "variables.index")):
+        raise SavedModelError("variables/variables.index is missing, and the graph reads its values from it")
+    return {"format": model["format"], "tags": graph["tags"], "tensorflow_version": graph["tensorflow_version"],
+            "signatures": signatures}
+
+
+def read_repository(params, warn):
+    """model_version_info's work (see its options): returns the result or raises SavedModelError.
+
+    Also used on the controller by the fleet plan to read every model source once.
+    """
+    path = params["path"]
+    if params["checksums_only"] and not os.path.isdir(path):
+        return {"path": path, "versions": []}
+    found, problems = scan_model_base(path)
+    for problem in problems:
+        if params["strict"]:
+            raise SavedModelError("%s: %s" % (path, problem))
+        warn("%s: %s" % (path, problem))
+    declared = params["versions"]
+    if declared is None:
+        declared = sorted(found)
+    for number in declared:
+        if number < 0:
+            raise SavedModelError("%s: version %d is not valid: versions are non-negative integers" % (path, number))
+        if number not in found:
+            raise SavedModelError("%s: version %d is missing (found: %s)"
+                                  % (path, number, ", ".join(str(v) for v in sorted(found)) or "no versions"))
+    results = []
+    previous = None
+    for number in sorted(set(declared)):
+        version_dir = os.path.join(path, found[number])
+        checksum, file_count, total_bytes = directory_checksum(version_dir)
+        entry = {"version": number, "directory": found[number], "checksum": checksum,
+                 "file_count": file_count, "total_bytes": total_bytes}
+        if not params["checksums_only"]:
+            try:
+                entry.update(check_version(version_dir, params["tags"], params["signature_name"]))
+            except SavedModelError as e:
+                raise SavedModelError("%s: version %d (%s): %s" % (path, number, found[number], e))
+            if params["compatible"] and previous is not None:
+                ok, reason = signature_compatible(previous["signatures"][params["signature_name"]],
+                                                  entry["signatures"][params["signature_name"]])
+                if not ok:
+                    raise SavedModelError("%s: version %d (%s): signature %r is incompatible with version %d: %s"
+                                          % (path, number, found[number], params["signature_name"],
+                                             previous["version"], reason))
+            previous = entry
+        results.append(entry)
+    return {"path": path, "versions": results}

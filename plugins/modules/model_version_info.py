@@ -162,82 +162,8 @@ versions:
       sample: 51ef17f543298d71f94d9a4a21cba1addf3468c565ec1b098e8948da32621e48
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import (
-    SavedModelError,
-    directory_checksum,
-    load_saved_model,
-    needs_variables,
-    scan_model_base,
-    signature_compatible,
-)
-
-INIT_OP_SIGNATURE = "__saved_model_init_op"
-
-
-def check_version(version_dir, tags, signature_name):
-    """The reported facts of one version; raises SavedModelError on a problem."""
-    model = load_saved_model(version_dir)
-    wanted = set(tags)
-    graphs = [g for g in model["meta_graphs"] if set(g["tags"]) == wanted]
-    if not graphs:
-        found = ", ".join("[%s]" % ", ".join(g["tags"]) for g in model["meta_graphs"]) or "none"
-        raise SavedModelError("no MetaGraph has the tags [%s] (found: %s)" % (", ".join(tags), found))
-    graph = graphs[0]
-    signatures = dict((k, v) for k, v in graph["signatures"].items() if k != INIT_OP_SIGNATURE)
-    if signature_name not in signatures:
-        raise SavedModelError("signature %r is missing (found: %s)"
-                              % (signature_name, ", ".join(sorted(signatures)) or "none"))
-    if needs_variables(graph) and not os.path.isfile(os.path.join(version_dir, "variables", "variables.index")):
-        raise SavedModelError("variables/variables.index is missing, and the graph reads its values from it")
-    return {"format": model["format"], "tags": graph["tags"], "tensorflow_version": graph["tensorflow_version"],
-            "signatures": signatures}
-
-
-def run(params, warn):
-    """The module's work, apart from AnsibleModule: returns the result or raises SavedModelError."""
-    path = params["path"]
-    if params["checksums_only"] and not os.path.isdir(path):
-        return {"path": path, "versions": []}
-    found, problems = scan_model_base(path)
-    for problem in problems:
-        if params["strict"]:
-            raise SavedModelError("%s: %s" % (path, problem))
-        warn("%s: %s" % (path, problem))
-    declared = params["versions"]
-    if declared is None:
-        declared = sorted(found)
-    for number in declared:
-        if number < 0:
-            raise SavedModelError("%s: version %d is not valid: versions are non-negative integers" % (path, number))
-        if number not in found:
-            raise SavedModelError("%s: version %d is missing (found: %s)"
-                                  % (path, number, ", ".join(str(v) for v in sorted(found)) or "no versions"))
-    results = []
-    previous = None
-    for number in sorted(set(declared)):
-        version_dir = os.path.join(path, found[number])
-        checksum, file_count, total_bytes = directory_checksum(version_dir)
-        entry = {"version": number, "directory": found[number], "checksum": checksum,
-                 "file_count": file_count, "total_bytes": total_bytes}
-        if not params["checksums_only"]:
-            try:
-                entry.update(check_version(version_dir, params["tags"], params["signature_name"]))
-            except SavedModelError as e:
-                raise SavedModelError("%s: version %d (%s): %s" % (path, number, found[number], e))
-            if params["compatible"] and previous is not None:
-                ok, reason = signature_compatible(previous["signatures"][params["signature_name"]],
-                                                  entry["signatures"][params["signature_name"]])
-                if not ok:
-                    raise SavedModelError("%s: version %d (%s): signature %r is incompatible with version %d: %s"
-                                          % (path, number, found[number], params["signature_name"],
-                                             previous["version"], reason))
-            previous = entry
-        results.append(entry)
-    return {"path": path, "versions": results}
-
+from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import SavedModelError, read_repository
 
 def main():
     module = AnsibleModule(
@@ -253,7 +179,7 @@ def main():
         supports_check_mode=True,
     )
     try:
-        result = run(module.params, module.warn)
+        result = read_repository(module.params, module.warn)
     except SavedModelError as e:
         module.fail_json(msg=str(e), path=module.params["path"])
     module.exit_json(changed=False, **result)

@@ -171,27 +171,38 @@ def test_new_label_on_a_loading_version_waits_for_step_two():
     assert step2["labels"] == {"canary": 3}
 
 
-def test_sync_plan_copies_missing_and_changed_versions():
+def test_sync_plan_copies_missing_and_changed_versions_and_prunes_undeclared_ones():
     [m] = fleet.normalize_models([model(versions=[1, 2, 3], labels={"stable": 1})])
-    source = [{"version": v, "checksum": "s%d" % v} for v in (1, 2, 3)]
+    sources = {"half_plus": [{"version": v, "directory": "%08d" % v, "checksum": "s%d" % v} for v in (1, 2, 3)]}
     copy = [{"version": 1, "checksum": "s1", "directory": "1"}, {"version": 2, "checksum": "old", "directory": "2"},
             {"version": 9, "checksum": "s9", "directory": "9"}]
-    assert fleet.versions_to_copy(m, source, copy) == [2, 3]
-    assert fleet.versions_to_prune(m, copy) == ["9"]
+    sync = fleet.sync_plan([m], sources, [{"versions": copy}], prune=True)
+    assert [(c["version"], c["src"], c["checksum"]) for c in sync["to_copy"]] == [
+        (2, "/src/half_plus/00000002/", "s2"), (3, "/src/half_plus/00000003/", "s3")]
+    assert sync["to_remove"] == ["/srv/tfserving/models/half_plus/9"]
+    assert fleet.sync_plan([m], sources, [{"versions": copy}])["to_remove"] == []
 
 
 def test_prune_never_removes_a_labelled_version():
     m = fleet.normalize_models([model(versions=[2])])[0]
     m["labels"] = {"stable": 1}  # as if validation had been bypassed
-    assert fleet.versions_to_prune(m, [{"version": 1, "directory": "1"}]) == []
+    sources = {"half_plus": [{"version": 2, "directory": "2", "checksum": "s2"}]}
+    sync = fleet.sync_plan([m], sources, [{"versions": [{"version": 1, "directory": "1", "checksum": "s1"}]}], True)
+    assert sync["to_remove"] == []
+
+
+def test_copy_problems_name_the_host_path_and_version():
+    entry = {"model": "half_plus", "version": 2, "checksum": "s2", "src": "/src/half_plus/2/",
+             "host_path": "/srv/tfserving/models/half_plus"}
+    assert fleet.copy_problems("h1", [entry], [{"item": entry, "versions": [{"version": 2, "checksum": "s2"}]}]) == []
+    assert fleet.copy_problems("h1", [entry], [{"item": entry, "versions": [{"version": 2, "checksum": "x"}]}]) == [
+        "h1:/srv/tfserving/models/half_plus/2 differs from /src/half_plus/2/ after the copy: checksum differs"]
 
 
 def test_filters_are_the_module_functions():
     filters = FilterModule().filters()
-    assert filters["serving_units"] is fleet.serving_units
-    assert filters["declaration_problems"] is fleet.validate_models
-    assert set(filters) >= {"normalize_declaration", "port_conflicts", "models_config", "stage_labels",
-                            "versions_to_copy", "versions_to_prune", "models_on_host"}
+    assert filters == {"declaration_problems": fleet.validate_models, "sync_plan": fleet.sync_plan,
+                       "copy_problems": fleet.copy_problems}
 
 
 def test_server_command_renders_known_flags_in_name_value_form():

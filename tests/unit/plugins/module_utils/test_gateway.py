@@ -5,7 +5,9 @@ import re
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.filter.gateway import FilterModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, gateway
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, gateway, plan
+
+from ..action.test_fleet_plan import ROLE_DEFAULTS
 
 DECLARATION = [
     {"name": "half_plus", "source": "/src/half_plus", "versions": [1, 2], "labels": {"stable": 1, "canary": 2},
@@ -22,9 +24,24 @@ HOSTVARS = [
 ]
 
 
+# Role defaults as the fleet_plan action reads them (the roles' defaults/main.yml).
+DEFAULTS = dict(ROLE_DEFAULTS)
+GROUPS = ["all", "ungrouped", "tfserving", "gateway", "batch", "gpu"]
+GATEWAY_OPTIONS = {"grpc_port_base": "gateway_grpc_port_base", "pin_header": "gateway_pin_header",
+                   "pin_cookie": "gateway_pin_cookie"}
+
+
 def make_plan(declaration=None, hostvars=None, **options):
-    models = fleet.normalize_models(DECLARATION if declaration is None else declaration)
-    return gateway.gateway_plan(models, gateway.serving_backends(HOSTVARS if hostvars is None else hostvars), options)
+    """gateway1's routing, through the fleet plan as the roles get it (its problems included)."""
+    hostvars = [dict(h) for h in (HOSTVARS if hostvars is None else hostvars)]
+    defaults = dict(DEFAULTS, gateway_grpc_port_base=None)
+    for key, var in GATEWAY_OPTIONS.items():
+        if key in options:
+            defaults[var] = options.pop(key)
+    hosts = [plan.host_inputs(h["inventory_hostname"], h, defaults) for h in hostvars]
+    built = plan.build_plan(DECLARATION if declaration is None else declaration, hosts, GROUPS,
+                            dict(options, gateway_hosts=["gateway1"]))
+    return dict(built["gateways"].get("gateway1") or {}, problems=built["problems"])
 
 
 def route(plan, path, pin_version="$pinned"):
@@ -50,9 +67,11 @@ def route(plan, path, pin_version="$pinned"):
 
 
 def test_backend_address_falls_back_from_tfserving_address_to_ansible_host_to_name():
-    backends = gateway.serving_backends(HOSTVARS)
-    assert [b["address"] for b in backends] == ["127.0.0.1", "127.0.0.2", "gateway1"]
-    assert backends[1] == {"host": "serving2", "address": "127.0.0.2", "groups": ["tfserving"], "port_base": 18600}
+    hostvars = [dict(HOSTVARS[0], tfserving_address=None, ansible_host=None)] + HOSTVARS[1:]
+    servers = set((s["host"], s["address"]) for p in make_plan(hostvars=hostvars)["pools"] for s in p["servers"])
+    assert servers == {("serving1", "serving1"), ("serving2", "127.0.0.2")}
+    servers = set((s["host"], s["address"]) for p in make_plan()["pools"] for s in p["servers"])
+    assert servers == {("serving1", "127.0.0.1"), ("serving2", "127.0.0.2")}
 
 
 def test_each_version_has_its_own_pool_over_every_host_that_serves_it():
@@ -200,8 +219,6 @@ def test_gateway_ports_must_differ():
 
 def test_filters_are_the_module_utils_functions():
     filters = FilterModule().filters()
-    assert filters["gateway_plan"] is gateway.gateway_plan
-    assert filters["serving_backends"] is gateway.serving_backends
     assert filters["gateway_port_problems"] is gateway.gateway_port_problems
 
 
@@ -227,7 +244,7 @@ def test_a_host_serving_another_declaration_is_pooled_by_what_it_serves():
 
 
 def test_pools_drop_a_host_that_no_longer_serves_a_version():
-    shrunk = [dict(DECLARATION[0], versions=[2], labels={"stable": 2, "canary": 2}), DECLARATION[1]]
+    shrunk = [dict(DECLARATION[0], versions=[2], labels={"stable": 2, "canary": 2}, routes={}), DECLARATION[1]]
     plan = make_plan(served={"serving1": shrunk})
     pools = dict((p["name"], [s["host"] for s in p["servers"]]) for p in plan["pools"])
     assert pools["tfs_half_plus_v1"] == ["serving2"]

@@ -81,3 +81,29 @@ def test_filters_are_the_module_utils_functions():
     assert filters["rollout_targets"] is rollout.rollout_targets
     assert filters["rollout_batches"] is rollout.rollout_batches
     assert filters["rollout_step_problems"] is rollout.step_problems
+
+
+def test_stages_drain_each_batch_twice_and_switch_routes_with_the_first_drain_of_phase_3():
+    stages = rollout.rollout_stages([["a"], ["b"]])
+    assert [(s["phase"], s["batch"], s["routes"], s["serves"]) for s in stages] == [
+        (1, ["a"], "from", "union"), (1, ["b"], "from", "union"),
+        (3, ["a"], "to", "to"), (3, ["b"], "to", "to")]
+    assert rollout.rollout_stages([]) == []
+
+
+def test_every_stage_routes_only_versions_that_the_hosts_behind_it_serve():
+    """Walk the stages as the playbook does: no route may name a version that no undrained host serves."""
+    batches = [["a"], ["b"], ["c"]]
+    union = rollout.rollout_union(OLD, TARGET)
+    declarations = {"from": OLD, "to": TARGET, "union": union}
+    served = dict((h, OLD) for b in batches for h in b)
+    for stage in rollout.rollout_stages(batches) + [None]:
+        drained = stage["batch"] if stage else []
+        routes = declarations[stage["routes"]] if stage else TARGET
+        for model in routes:
+            for version in model["versions"]:
+                assert any(h not in drained and any(m["name"] == model["name"] and version in m["versions"]
+                                                    for m in decl) for h, decl in served.items()), (stage, version)
+        if stage:
+            served.update((h, declarations[stage["serves"]]) for h in stage["batch"])
+    assert all(decl is TARGET for decl in served.values())

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import SavedModelError
-from ansible_collections.mlserve.tfserving.plugins.modules import model_version_info as mvi
+from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import SavedModelError, read_repository
 
 from ...conftest import FIXTURES, REPO
 
@@ -29,13 +28,13 @@ def copy_model(tmp_path, name="half_plus"):
 
 def fails(p, match, warnings=None):
     with pytest.raises(SavedModelError) as e:
-        mvi.run(p, (warnings if warnings is not None else []).append)
+        read_repository(p, (warnings if warnings is not None else []).append)
     assert match in str(e.value), str(e.value)
     return str(e.value)
 
 
 def test_reports_every_declared_version():
-    result = mvi.run(params(os.path.join(FIXTURES, "half_plus"), versions=[3, 1, 2]), [].append)
+    result = read_repository(params(os.path.join(FIXTURES, "half_plus"), versions=[3, 1, 2]), [].append)
     assert [v["version"] for v in result["versions"]] == [1, 2, 3]
     first = result["versions"][0]
     assert first["format"] == "pb" and first["tags"] == ["serve"] and first["directory"] == "1"
@@ -45,7 +44,7 @@ def test_reports_every_declared_version():
 
 
 def test_init_op_signature_is_not_reported():
-    result = mvi.run(params(os.path.join(FIXTURES, "keras_linear")), [].append)
+    result = read_repository(params(os.path.join(FIXTURES, "keras_linear")), [].append)
     assert [sorted(v["signatures"]) for v in result["versions"]] == [["serving_default"], ["serving_default"]]
 
 
@@ -75,7 +74,7 @@ def test_pbtxt_variant_is_read(tmp_path):
     text = text_format.MessageToString(_reference(str(model / "2")))
     (model / "2" / "saved_model.pb").unlink()
     (model / "2" / "saved_model.pbtxt").write_text(text)
-    result = mvi.run(params(model, versions=[1, 2]), [].append)
+    result = read_repository(params(model, versions=[1, 2]), [].append)
     assert [v["format"] for v in result["versions"]] == ["pb", "pbtxt"]
 
 
@@ -96,7 +95,7 @@ def test_missing_variables_index(tmp_path):
 
 
 def test_plain_graph_needs_no_variables_directory():
-    result = mvi.run(params(os.path.join(FIXTURES, "half_plus"), versions=[1]), [].append)
+    result = read_repository(params(os.path.join(FIXTURES, "half_plus"), versions=[1]), [].append)
     assert result["versions"][0]["file_count"] == 1
 
 
@@ -107,7 +106,7 @@ def test_incompatible_signature():
 
 
 def test_incompatible_signature_allowed_when_not_checked():
-    result = mvi.run(params(os.path.join(FIXTURES, "half_plus_incompatible"), compatible=False), [].append)
+    result = read_repository(params(os.path.join(FIXTURES, "half_plus_incompatible"), compatible=False), [].append)
     assert len(result["versions"]) == 2
 
 
@@ -116,7 +115,7 @@ def test_v2_directory_strict_and_lenient(tmp_path):
     shutil.copytree(str(model / "2"), str(model / "v2"))
     fails(params(model, versions=[1]), "directory 'v2' looks like a version but is not a number; TF Serving ignores it")
     warnings = []
-    result = mvi.run(params(model, versions=[1], strict=False), warnings.append)
+    result = read_repository(params(model, versions=[1], strict=False), warnings.append)
     assert [v["version"] for v in result["versions"]] == [1]
     assert len(warnings) == 1 and "'v2'" in warnings[0]
 
@@ -130,10 +129,10 @@ def test_duplicate_version_numbers(tmp_path):
 def test_checksums_only_lists_without_reading(tmp_path):
     model = copy_model(tmp_path)
     (model / "2" / "saved_model.pb").write_bytes(b"not a model")
-    result = mvi.run(params(model, checksums_only=True), [].append)
+    result = read_repository(params(model, checksums_only=True), [].append)
     assert [v["version"] for v in result["versions"]] == [1, 2, 3]
     assert "signatures" not in result["versions"][0]
-    assert mvi.run(params(tmp_path / "absent", checksums_only=True), [].append)["versions"] == []
+    assert read_repository(params(tmp_path / "absent", checksums_only=True), [].append)["versions"] == []
 
 
 def ansible_module(args, check=False):

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of mlserve.tfserving.fleet_plan (documented in plugins/modules/fleet_plan.py).
+
+Runs on the controller only: it reads every inventory host's variables and
+the model sources, and returns the plan that module_utils/plan.py builds.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import yaml
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.action import ActionBase
+from ansible_collections.mlserve.tfserving.plugins.module_utils import plan, saved_model
+
+ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
+# The role defaults a host falls back to when it does not set the variable:
+# read from the roles' own defaults/main.yml, so there is one default.
+ROLE_VARIABLES = {
+    "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags"),
+    "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_http_port",
+                "gateway_status_port", "gateway_https_port", "gateway_tls_certificate",
+                "gateway_tls_certificate_key", "gateway_max_fails", "gateway_fail_timeout",
+                "gateway_upstream_keepalive"),
+}
+
+
+def role_defaults():
+    defaults = dict(plan.COLLECTION_DEFAULTS)
+    for role, names in ROLE_VARIABLES.items():
+        with open(os.path.join(ROLES, role, "defaults", "main.yml")) as f:
+            values = yaml.safe_load(f) or {}
+        defaults.update((name, values.get(name)) for name in names)
+    return defaults
+
+
+def read_source(model):
+    """A model source's versions and checksums, read like model_version_info does."""
+    params = {"path": model["source"], "versions": model["versions"], "signature_name": "serving_default",
+              "tags": ["serve"], "compatible": True, "strict": True, "checksums_only": False}
+    try:
+        result = saved_model.read_repository(params, lambda message: None)
+    except (saved_model.SavedModelError, OSError) as e:
+        raise ValueError(to_native(e))
+    return [dict((k, v[k]) for k in ("version", "directory", "checksum")) for v in result["versions"]]
+
+
+class _TemplatedVars(object):
+    """The task's variables, each templated when read (as hostvars are)."""
+
+    def __init__(self, task_vars, templar):
+        self._vars = task_vars
+        self._templar = templar
+
+    def get(self, key, default=None):
+        if key not in self._vars:
+            return default
+        return self._templar.template(self._vars[key])
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("declaration", "drained", "served", "check_sources", "sources", "parts",
+                             "fail_on_problems"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = self._task.args
+        # Variables reach an action plugin untemplated; arguments do not.
+        declaration = args.get("declaration", self._templar.template(task_vars.get("tfserving_models")))
+        hostvars = task_vars["hostvars"]
+        groups = task_vars["groups"]
+        if declaration is None:
+            result.update(failed=True, msg="tfserving_models is not set: declare the fleet's models in the inventory's "
+                                           "group_vars/all (see the collection README)")
+            return result
+        options = {
+            "drained": args.get("drained", self._templar.template(task_vars.get("gateway_drained_hosts"))),
+            "served": args.get("served", self._templar.template(task_vars.get("gateway_served_models"))),
+            "gateway_hosts": groups.get("gateway", []),
+        }
+        check = args.get("check_sources", True)
+        defaults = role_defaults()
+        me = task_vars.get("inventory_hostname")
+        try:
+            # The host running this task is read with its task variables (a
+            # role's or include's variables too); the others from the inventory.
+            mine = plan.host_inputs(me, _TemplatedVars(task_vars, self._templar), defaults)
+            # The run's plan: registered by the preflight as tfserving_plan,
+            # read here as it is, without templating it.
+            run_plan = (task_vars.get("tfserving_plan") or {}).get("plan")
+            if plan.reusable(run_plan, declaration, options, mine, check):
+                result.update(changed=False, plan=plan.for_ansible(run_plan, args.get("parts")))
+                return result
+            hosts = [mine if name == me else plan.host_inputs(name, hostvars[name], defaults)
+                     for name in groups["all"]]
+        except Exception as e:  # a host variable that does not template
+            raise AnsibleError("fleet_plan: cannot read the inventory's host variables: %s" % to_native(e))
+        built = plan.build_plan(declaration, hosts, list(groups.keys()), options,
+                                read_source=read_source if check else None, sources=args.get("sources"))
+        result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")))
+        if built["problems"] and args.get("fail_on_problems", True):
+            result.update(failed=True, msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))
+        return result

@@ -1,0 +1,195 @@
+"""mlserve.tfserving.fleet_plan: the plan every role and playbook consumes, built once."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from ansible_collections.mlserve.tfserving.plugins.action import fleet_plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import plan
+
+from ...conftest import FIXTURES, REPO
+
+ROLE_DEFAULTS = fleet_plan.role_defaults()
+GROUPS = ["all", "ungrouped", "tfserving", "gateway"]
+
+
+def declaration(source=os.path.join(FIXTURES, "half_plus")):
+    return [
+        {"name": "half_plus", "source": source, "versions": [1, 2], "labels": {"stable": 1, "canary": 2},
+         "routes": {"split": {"stable": 80, "canary": 20}}},
+        {"name": "half_plus_iso", "source": source, "versions": [1, 2, 3], "topology": "isolated",
+         "labels": {"stable": 2}},
+    ]
+
+
+def hosts(*specs):
+    """host_inputs of inventory hosts given as (name, groups, variables)."""
+    return [plan.host_inputs(name, dict(variables, group_names=groups), ROLE_DEFAULTS)
+            for name, groups, variables in specs]
+
+
+LAB = hosts(("s1", ["tfserving"], {"tfserving_port_base": 18500}), ("s2", ["tfserving"], {"tfserving_port_base": 18600}),
+            ("gw", ["gateway"], {"gateway_http_port": 18080, "gateway_status_port": 18081}))
+
+
+def build(decl=None, inventory=None, **options):
+    options.setdefault("gateway_hosts", ["gw"])
+    return plan.build_plan(declaration() if decl is None else decl, LAB if inventory is None else inventory, GROUPS,
+                           options, read_source=fleet_plan.read_source)
+
+
+def test_role_defaults_come_from_the_roles_own_defaults_files():
+    assert ROLE_DEFAULTS["serving_image"] == "tensorflow/serving:2.19.0"
+    assert ROLE_DEFAULTS["serving_config_dir"] == "/etc/tfserving"
+    assert ROLE_DEFAULTS["gateway_grpc_port_base"] == 8500
+    assert ROLE_DEFAULTS["tfserving_port_base"] == 8500
+
+
+def test_each_serving_host_gets_its_units_models_and_config_dirs():
+    built = build()
+    assert built["problems"] == []
+    assert sorted(built["hosts"]) == ["s1", "s2"]
+    units = built["profiles"][built["hosts"]["s2"]["profile"]]["units"]
+    assert [(u["name"], u["grpc_port"], u["rest_port"]) for u in units] == [
+        ("tfserving-half_plus", 18600, 18601), ("tfserving-half_plus_iso-v1", 18602, 18603),
+        ("tfserving-half_plus_iso-v2", 18604, 18605), ("tfserving-half_plus_iso-v3", 18606, 18607)]
+    assert units[0]["config_dir"] == "/etc/tfserving/tfserving-half_plus"
+    assert units[0]["image"] == "tensorflow/serving:2.19.0"
+    models = built["profiles"][built["hosts"]["s2"]["profile"]]["models"]
+    assert [m["host_path"] for m in models] == ["/srv/tfserving/models/half_plus", "/srv/tfserving/models/half_plus_iso"]
+
+
+def test_hosts_with_the_same_inputs_share_one_profile():
+    inventory = hosts(*[("s%d" % i, ["tfserving"], {"tfserving_address": "192.0.2.%d" % i}) for i in range(50)])
+    built = build(inventory=inventory, gateway_hosts=[])
+    assert len(built["hosts"]) == 50
+    assert len(built["profiles"]) == 1
+
+
+def test_sources_are_read_once_with_their_directories_and_checksums():
+    built = build()
+    assert [v["version"] for v in built["sources"]["half_plus_iso"]] == [1, 2, 3]
+    assert all(len(v["checksum"]) == 64 for v in built["sources"]["half_plus"])
+    # A later plan of the run reuses them and reads only what they lack.
+    read = []
+    again = plan.build_plan(declaration(), LAB, GROUPS, {"gateway_hosts": ["gw"]},
+                            read_source=lambda m: read.append(m["name"]) or [], sources=built["sources"])
+    assert read == [] and again["sources"] == built["sources"]
+    wider = [dict(declaration()[0], versions=[1, 2, 3]), declaration()[1]]
+    plan.build_plan(wider, LAB, GROUPS, {}, read_source=lambda m: read.append(m["name"]) or [],
+                    sources=built["sources"])
+    assert read == ["half_plus"]
+
+
+def test_every_problem_at_once_each_naming_where():
+    decl = declaration("/nonexistent/half_plus")
+    decl[0]["labels"]["stable"] = 7
+    problems = build(decl)["problems"]
+    assert "tfserving_models[0].labels.stable: 7 is not a declared version of half_plus (declared: 1, 2)" in problems
+    # Declaration problems stop the derivation; fixed, the source problems show.
+    problems = build(declaration("/nonexistent/half_plus"))["problems"]
+    assert problems == ["tfserving_models[0].source: model base path /nonexistent/half_plus is not a directory",
+                        "tfserving_models[1].source: model base path /nonexistent/half_plus is not a directory"]
+
+
+def test_port_conflicts_name_every_host_that_has_them():
+    decl = declaration()
+    decl[0]["rest_port"] = 30001
+    decl[1]["overrides"] = {2: {"grpc_port": 30001}}
+    problems = build(decl)["problems"]
+    assert any(p.startswith("port 30001 on s1 is claimed by tfserving-half_plus (REST) and "
+                            "tfserving-half_plus_iso-v2 (gRPC)") for p in problems), problems
+
+
+def test_host_variables_are_checked_for_every_host():
+    inventory = hosts(("s1", ["tfserving"], {"tfserving_port_base": "abc", "serving_flags": {"prot": 1}}),
+                      ("gw", ["gateway"], {"gateway_tls_certificate": "/etc/ssl/gw.pem"}))
+    problems = build(inventory=inventory)["problems"]
+    assert any(p.startswith("serving_flags.prot: not a tensorflow_model_server flag") and p.endswith("(on s1)")
+               for p in problems), problems
+
+
+def test_gateway_problems_are_in_the_plan():
+    inventory = LAB[:2] + hosts(("gw", ["gateway"], {"gateway_tls_certificate": "/etc/ssl/gw.pem",
+                                                     "gateway_http_port": 9000, "gateway_status_port": 9000}))
+    problems = build(inventory=inventory, drained=["s1", "s2", "nohost"])["problems"]
+    assert "gateway_drained_hosts: 'nohost' is not a host of this inventory" in problems
+    built = build(inventory=inventory, drained=["s1", "s2"])
+    assert ("half_plus version 1 would have no server left: every host serving it (s1, s2) is drained"
+            in built["problems"])
+    assert ('gateway_tls_certificate ("/etc/ssl/gw.pem") and gateway_tls_certificate_key ("") on gw must be set '
+            'together (TLS on) or both left empty (TLS off)') in built["problems"]
+    assert any(p.startswith("gateway port 9000 on gw is claimed by http and status") for p in built["problems"])
+
+
+def test_a_plan_is_reused_only_for_its_own_inputs():
+    built = build()
+    options = {"drained": [], "served": {}}
+    assert plan.reusable(built, declaration(), options, LAB[0], True)
+    assert not plan.reusable(built, declaration()[:1], options, LAB[0], True)
+    assert not plan.reusable(built, declaration(), {"drained": ["s1"]}, LAB[0], False)
+    changed_host = plan.host_inputs("s1", {"group_names": ["tfserving"], "tfserving_port_base": 18900}, ROLE_DEFAULTS)
+    assert not plan.reusable(built, declaration(), options, changed_host, False)
+    no_sources = dict(built, sources={})
+    assert plan.reusable(no_sources, declaration(), options, LAB[0], False)
+    assert not plan.reusable(no_sources, declaration(), options, LAB[0], True)
+
+
+def test_zero_padded_source_directories_sync_to_their_canonical_number(tmp_path):
+    source = tmp_path / "half_plus"
+    source.mkdir()
+    shutil.copytree(os.path.join(FIXTURES, "half_plus", "1"), str(source / "00000001"))
+    shutil.copytree(os.path.join(FIXTURES, "half_plus", "2"), str(source / "2"))
+    decl = [dict(declaration(str(source))[0])]
+    built = build(decl)
+    assert built["problems"] == []
+    models = built["profiles"][built["hosts"]["s1"]["profile"]]["models"]
+    sync = plan.fleet.sync_plan(models, built["sources"], [{"versions": []}])
+    assert [(c["src"], c["version"]) for c in sync["to_copy"]] == [
+        ("%s/00000001/" % source, 1), ("%s/2/" % source, 2)]
+
+
+def test_the_action_plans_a_real_inventory_once(tmp_path):
+    """ansible-playbook with the action: templated host variables, role defaults, every problem at once."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {
+        "vars": {"ansible_connection": "local", "tfserving_models": declaration(),
+                 "port_bases": {"s1": 18500, "s2": 18600}},
+        "children": {"tfserving": {"hosts": {"s1": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"},
+                                             "s2": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"}}},
+                     "gateway": {"hosts": {"gw": {"gateway_http_port": 18080}}}}}}))
+    playbook = tmp_path / "plan.yml"
+    out = tmp_path / "plan.json"
+    playbook.write_text(json.dumps([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [{"mlserve.tfserving.fleet_plan": None, "register": "planned", "run_once": True},
+                  {"ansible.builtin.copy": {"content": "{{ planned.plan | to_json }}", "dest": str(out)},
+                   "run_once": True, "delegate_to": "localhost"}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+                          str(playbook)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    built = json.loads(out.read_text())
+    units = built["profiles"][built["hosts"]["s2"]["profile"]]["units"]
+    assert units[0]["rest_port"] == 18601
+    assert sorted(built["gateways"]) == ["gw"]
+    assert [p["name"] for p in built["gateways"]["gw"]["pools"]][:2] == ["tfs_half_plus_v1", "tfs_half_plus_v2"]
+
+
+def test_the_action_returns_server_lines_as_nginx_text_and_only_the_parts_asked_for():
+    built = build(drained=["s1"])
+    compact = plan.for_ansible(built)
+    routing = compact["gateways"]["gw"]
+    assert "servers" not in routing["pools"][0]
+    lines = routing["upstreams"].splitlines()
+    assert lines[:4] == ["upstream tfs_half_plus_v1 {",
+                         "    server s1:18501 max_fails=2 fail_timeout=10s down;  # s1",
+                         "    server s2:18601 max_fails=2 fail_timeout=10s;  # s2",
+                         "    keepalive 32;"]
+    # One upstream per REST pool and per gRPC listener.
+    assert sum(line.startswith("upstream ") for line in lines) == len(routing["pools"]) + len(routing["grpc"])
+    # A plan the action returned before passes through unchanged.
+    assert plan.for_ansible(compact) == compact
+    assert sorted(plan.for_ansible(built, ["hosts", "profiles"])) == ["hosts", "problems", "profiles"]

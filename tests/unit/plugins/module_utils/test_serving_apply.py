@@ -1,0 +1,522 @@
+"""serving_apply's engine: container decisions against a fake Docker SDK client,
+and config staging and waiting against the TF Serving test double run as a
+plain process on 127.0.0.1 (no Docker)."""
+
+import os
+import shutil
+import time
+
+import docker
+import pytest
+
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, serving_apply as sa
+
+from ...conftest import FIXTURES
+from ...serving_double.double_helpers import Double, free_port
+
+MUTATING = ("create", "start", "stop", "remove")
+
+
+# ---------------------------------------------------------------- a fake of the Docker SDK's client
+
+class FakeContainer:
+    def __init__(self, client, name, labels, image_id, status, image="tensorflow/serving:2.19.0", kwargs=None):
+        self.client, self.name, self.labels, self.status = client, name, dict(labels), status
+        self.attrs = {"Image": image_id, "Config": {"Image": image, "Cmd": (kwargs or {}).get("command")}}
+        self.kwargs = kwargs or {}
+        self.log_lines = []
+
+    def start(self):
+        self.client.calls.append(("start", self.name))
+        self.status = "running"
+        self.client.on_start(self)
+
+    def stop(self):
+        self.client.calls.append(("stop", self.name))
+        self.status = "exited"
+        self.client.on_stop(self)
+
+    def remove(self):
+        self.client.calls.append(("remove", self.name))
+        del self.client.existing[self.name]
+
+    def logs(self, tail):
+        return "".join(line + "\n" for line in self.log_lines[-tail:]).encode()
+
+
+class FakeContainers:
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, name):
+        if name not in self.client.existing:
+            raise docker.errors.NotFound("No such container: %s" % name)
+        return self.client.existing[name]
+
+    def list(self, all=False, filters=None):
+        key, _, value = (filters or {}).get("label", "").partition("=")
+        return [c for c in self.client.existing.values()
+                if (all or c.status == "running") and (not key or c.labels.get(key) == value)]
+
+    def create(self, **kwargs):
+        self.client.calls.append(("create", kwargs["name"]))
+        container = FakeContainer(self.client, kwargs["name"], kwargs["labels"], self.client.image_ids[kwargs["image"]],
+                                  "created", kwargs["image"], kwargs)
+        self.client.existing[kwargs["name"]] = container
+        return container
+
+
+class FakeImages:
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, reference):
+        if reference not in self.client.image_ids:
+            raise docker.errors.ImageNotFound("No such image: %s" % reference)
+        return type("Image", (), {"id": self.client.image_ids[reference]})()
+
+
+class FakeClient:
+    """containers.get/list/create and images.get of the Docker SDK, recording what changes."""
+
+    def __init__(self, images=None, on_start=None, on_stop=None):
+        self.image_ids = dict({"tensorflow/serving:2.19.0": "sha256:aaa"} if images is None else images)
+        self.existing = {}
+        self.calls = []
+        self.on_start = on_start or (lambda container: None)
+        self.on_stop = on_stop or (lambda container: None)
+        self.containers, self.images = FakeContainers(self), FakeImages(self)
+
+    def add(self, name, labels, image_id="sha256:aaa", status="running"):
+        self.existing[name] = FakeContainer(self, name, labels, image_id, status)
+        return self.existing[name]
+
+    def add_like(self, spec, status="running"):
+        """The container this spec creates, from the image its reference names now."""
+        return self.add(spec["name"], spec["labels"], self.image_ids.get(spec["image"], "sha256:old"), status)
+
+    def mutations(self):
+        return [c for c in self.calls if c[0] in MUTATING]
+
+
+_PORTS = set()
+
+
+def port():
+    """A free loopback port no other unit of this module took."""
+    for _ in range(100):
+        candidate = free_port()
+        if candidate not in _PORTS:
+            _PORTS.add(candidate)
+            return candidate
+    raise AssertionError("no free port")
+
+
+def make_unit(tmp_path, name="tfserving-half_plus", versions=(1, 2), labels=None, topology="shared", **kw):
+    """A unit as the roles compute it, its versions in a copy of the fixtures, its config under tmp_path."""
+    models = tmp_path / "models"
+    if not models.exists():
+        shutil.copytree(os.path.join(FIXTURES, "half_plus"), str(models / "half_plus"))
+    unit = {"name": name, "model": "half_plus", "topology": topology, "versions": list(versions),
+            "labels": dict(labels or {}), "image": "tensorflow/serving:2.19.0",
+            "grpc_port": port(), "rest_port": port(),
+            "host_path": str(models / "half_plus"), "container_path": str(models / "half_plus"),
+            "resources": {}, "config_dir": str(tmp_path / "etc" / name)}
+    unit.update(kw)
+    # The collection's own command; the double reads the config where it is on this machine
+    # (the last flag wins), and a failed load is not retried so that failures show at once.
+    unit["command"] = fleet.server_command(unit, poll_seconds=1) + [
+        "--model_config_file=%s" % os.path.join(unit["config_dir"], "models.config"), "--max_num_load_retries=0"]
+    return unit
+
+
+def spec_of(unit, **kw):
+    return sa.desired_container(unit, **kw)
+
+
+# ---------------------------------------------------------------- the desired container
+
+def test_desired_container(tmp_path):
+    unit = make_unit(tmp_path, resources={"memory": "2g", "cpus": 1.5})
+    spec = spec_of(unit, log_options={"max-size": "10m", "max-file": 3}, environment={"TZ": "UTC"})
+    assert spec["entrypoint"] == ["/usr/bin/tensorflow_model_server"] and spec["command"] == unit["command"]
+    assert spec["init"] is True and spec["network_mode"] == "host"
+    assert spec["mounts"] == [
+        {"Type": "bind", "Source": unit["host_path"], "Target": unit["container_path"], "ReadOnly": True},
+        {"Type": "bind", "Source": unit["config_dir"], "Target": "/etc/tfserving", "ReadOnly": True}]
+    assert spec["mem_limit"] == "2g" and spec["nano_cpus"] == 1500000000
+    assert spec["restart_policy"] == {"Name": "unless-stopped"}
+    assert spec["log_config"] == {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
+    assert spec["environment"] == {"TZ": "UTC"}
+    labels = spec["labels"]
+    assert labels[fleet.MANAGED_LABEL] == "true" and labels["mlserve.tfserving.model"] == "half_plus"
+    assert labels["mlserve.tfserving.rest_port"] == str(unit["rest_port"])
+    assert labels["mlserve.tfserving.grpc_port"] == str(unit["grpc_port"])
+    assert "mlserve.tfserving.version" not in labels and len(labels[sa.SPEC_LABEL]) == 64
+    assert spec["healthcheck"]["test"][:3] == ["CMD", "bash", "-c"]
+    assert spec["healthcheck"]["test"][3] == (
+        "exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET /v1/models/half_plus HTTP/1.0\\r\\n\\r\\n' >&3 "
+        "&& grep -q AVAILABLE <&3" % unit["rest_port"])
+    assert (spec["healthcheck"]["interval"], spec["healthcheck"]["start_period"]) == (10 ** 10, 12 * 10 ** 10)
+    isolated = spec_of(make_unit(tmp_path, "tfserving-half_plus-v2", [2], topology="isolated"))
+    assert isolated["labels"]["mlserve.tfserving.version"] == "2"
+    assert "mem_limit" not in isolated and "nano_cpus" not in isolated
+
+
+def test_spec_hash_follows_every_setting(tmp_path):
+    unit = make_unit(tmp_path)
+    base = spec_of(unit)["labels"][sa.SPEC_LABEL]
+    assert spec_of(dict(unit))["labels"][sa.SPEC_LABEL] == base
+    changed = [spec_of(dict(unit, command=unit["command"] + ["--enable_batching=true"])),
+               spec_of(dict(unit, resources={"memory": "1g"})),
+               spec_of(dict(unit, image="tensorflow/serving:2.18.0")),
+               spec_of(unit, restart_policy="always"),
+               spec_of(unit, environment={"A": "1"})]
+    assert len(set([base] + [s["labels"][sa.SPEC_LABEL] for s in changed])) == 6
+    # The versions and labels reach the server through models.config, not through the container.
+    assert spec_of(dict(unit, versions=[3], labels={"stable": 3}))["labels"][sa.SPEC_LABEL] == base
+
+
+def test_the_docker_sdk_accepts_the_spec(tmp_path):
+    """The kwargs go through the SDK's own argument split and config builders, at python3-docker 5.0's API."""
+    from docker.models.containers import _create_container_args
+    spec = spec_of(make_unit(tmp_path, resources={"memory": "2g", "cpus": 1.5}), log_options={"max-size": "10m"})
+    args = _create_container_args(dict(spec, version="1.41"))
+    host_config = args.pop("host_config")
+    assert args.pop("name") == spec["name"]
+    assert host_config["Init"] is True and host_config["NanoCpus"] == 1500000000
+    assert host_config["NetworkMode"] == "host" and host_config["RestartPolicy"] == {"Name": "unless-stopped"}
+    assert host_config["Memory"] == 2 * 1024 ** 3 and host_config["LogConfig"] == {
+        "Type": "json-file", "Config": {"max-size": "10m"}}
+    assert [m["Target"] for m in host_config["Mounts"]] == [spec["mounts"][0]["Target"], "/etc/tfserving"]
+    config = docker.types.ContainerConfig("1.41", **args)
+    assert config["Entrypoint"] == ["/usr/bin/tensorflow_model_server"]
+    assert config["Healthcheck"]["StartPeriod"] == 120 * 10 ** 9 and config["Labels"] == spec["labels"]
+
+
+# ---------------------------------------------------------------- container decisions
+
+def converge(client, spec, check_mode=False):
+    before = client.existing.get(spec["name"])
+    return sa.converge_container(client, spec, client.image_ids.get(spec["image"]), before, check_mode)
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_container_decisions(tmp_path, check_mode):
+    unit = make_unit(tmp_path)
+    spec = spec_of(unit)
+    cases = []
+    client = FakeClient()
+    cases.append((client, "created", [("create", unit["name"]), ("start", unit["name"])]))
+    client = FakeClient()
+    client.add_like(spec)
+    cases.append((client, "unchanged", []))
+    client = FakeClient()
+    client.add_like(spec_of(dict(unit, command=unit["command"] + ["--enable_batching=true"])))
+    recreate = [("stop", unit["name"]), ("remove", unit["name"]), ("create", unit["name"]), ("start", unit["name"])]
+    cases.append((client, "recreated", recreate))
+    client = FakeClient()
+    client.add_like(spec)
+    client.image_ids[unit["image"]] = "sha256:bbb"  # the tag now names another image
+    cases.append((client, "recreated", recreate))
+    client = FakeClient()
+    client.add_like(spec, status="exited")
+    cases.append((client, "started", [("start", unit["name"])]))
+    for client, action, calls in cases:
+        assert converge(client, spec, check_mode) == action
+        assert client.mutations() == ([] if check_mode else calls), action
+        if not check_mode and action != "unchanged":
+            assert client.existing[unit["name"]].status == "running"
+            assert client.existing[unit["name"]].labels == spec["labels"]
+
+
+def test_missing_image_fails_before_removing_anything(tmp_path):
+    unit = make_unit(tmp_path)
+    client = FakeClient(images={})
+    client.add_like(spec_of(dict(unit, command=["--changed"])), status="running")
+    with pytest.raises(sa._Failed) as e:
+        converge(client, spec_of(unit))
+    assert str(e.value) == "container tfserving-half_plus: image tensorflow/serving:2.19.0 is not on the host; " \
+                           "pull or load it first"
+    assert client.mutations() == []
+    # Same spec, image untagged since: it keeps running.
+    client = FakeClient(images={})
+    client.add_like(spec_of(unit))
+    assert converge(client, spec_of(unit)) == "unchanged"
+
+
+def test_undeclared_managed_containers_are_removed_only(tmp_path):
+    client = FakeClient()
+    client.add("tfserving-old", {fleet.MANAGED_LABEL: "true"}, status="exited")
+    client.add("tfserving-kept", {fleet.MANAGED_LABEL: "true"})
+    client.add("tfserving-mine", {"owner": "someone else"})
+    unit = make_unit(tmp_path, "tfserving-kept")
+    result = sa.apply(client, check_mode=True, units=[unit], host="h1")
+    assert result["removed"] == ["tfserving-old"] and client.mutations() == []
+    result = sa.apply(client, units=[], host="h1")
+    assert sorted(result["removed"]) == ["tfserving-kept", "tfserving-old"] and result["changed"] is True
+    assert sorted(client.existing) == ["tfserving-mine"]
+    assert sa.apply(client, units=[], host="h1", remove_undeclared=False)["changed"] is False
+
+
+def test_check_mode_changes_nothing(tmp_path):
+    units = [make_unit(tmp_path, "tfserving-a", labels={"stable": 1}), make_unit(tmp_path, "tfserving-b")]
+    client = FakeClient()
+    client.add_like(spec_of(units[1]))
+    result = sa.apply(client, check_mode=True, units=units, host="h1")
+    assert client.mutations() == [] and not os.path.exists(str(tmp_path / "etc"))
+    assert result["changed"] is True
+    assert result["units"]["tfserving-a"] == {"container": "created", "config_changed": True, "steps": 2,
+                                              "versions": [1, 2], "labels": {"stable": 1}}
+    assert result["units"]["tfserving-b"]["container"] == "unchanged"
+    config_diffs = [d for d in result["diff"] if d["before_header"].endswith("models.config")]
+    assert [d["after"] for d in config_diffs] == [fleet.models_config(u) for u in units]
+    assert [d["before_header"] for d in result["diff"] if d["before_header"].startswith("container")] == [
+        "container tfserving-a"]
+    # No Docker on the host yet: every unit would be created.
+    result = sa.apply(None, check_mode=True, units=units, host="h1")
+    assert [u["container"] for u in result["units"].values()] == ["created", "created"]
+    assert not os.path.exists(str(tmp_path / "etc"))
+
+
+def test_config_is_written_atomically_and_only_when_it_differs(tmp_path):
+    path = str(tmp_path / "etc" / "u" / "models.config")
+    sa.write_text(path, "one\n")
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o755"
+    assert os.listdir(os.path.dirname(path)) == ["models.config"]
+    unit = make_unit(tmp_path)
+    plan = sa.plan_unit(unit)
+    result = {"units": {unit["name"]: {"config_changed": False}}}
+    plan["current"] = fleet.models_config(unit, *[plan["steps"][0][k] for k in ("labels", "versions")])
+    sa._write_step(plan, 0, result, check_mode=False)
+    assert result["units"][unit["name"]]["config_changed"] is False and not os.path.exists(plan["path"])
+
+
+def test_config_poll_seconds_last_flag_wins():
+    assert sa.config_poll_seconds({"command": ["--model_config_file_poll_wait_seconds=5", "--port=1",
+                                               "--model_config_file_poll_wait_seconds=2"]}) == 2
+    assert sa.config_poll_seconds({"command": []}) == 0
+
+
+# ---------------------------------------------------------------- against the serving double
+
+class Servers:
+    """A FakeClient whose containers are TF Serving doubles: start runs one with the container's command."""
+
+    def __init__(self, tmp_path, env=None):
+        self.tmp_path, self.env, self.running = tmp_path, env, {}
+        self.client = FakeClient(on_start=self.start, on_stop=self.stop)
+
+    def start(self, container):
+        self.running[container.name] = Double(self.tmp_path, container.kwargs["command"], env=self.env,
+                                              name=container.name)
+
+    def stop(self, container):
+        self.running.pop(container.name).stop()
+
+    def apply(self, units, **kw):
+        return sa.apply(self.client, units=units, host="host1", **kw)
+
+    def stop_all(self):
+        for double in self.running.values():
+            double.stop()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    made = []
+
+    def make(env=None):
+        made.append(Servers(tmp_path, env))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop_all()
+
+
+def label_version(unit, label):
+    answer = sa.get_json(unit["rest_port"], "/v1/models/half_plus/labels/%s/metadata" % label)
+    return answer["model_spec"]["version"]
+
+
+def test_label_moves_to_a_new_version_in_two_steps(tmp_path, servers):
+    s = servers()
+    unit = make_unit(tmp_path, versions=[1, 2], labels={"stable": 1})
+    first = s.apply([unit])
+    assert first["units"][unit["name"]]["container"] == "created" and first["units"][unit["name"]]["steps"] == 2
+    assert label_version(unit, "stable") == "1"
+    assert sa.get_json(unit["rest_port"], "/v1/models/nope") == {"error": "Could not find any versions of model nope"}
+    moved = dict(unit, versions=[2, 3], labels={"stable": 3})
+    result = s.apply([moved])
+    assert result["units"][unit["name"]] == {"container": "unchanged", "config_changed": True, "steps": 2,
+                                             "versions": [2, 3], "labels": {"stable": 3}}
+    assert label_version(unit, "stable") == "3"
+    assert sa.read_text(os.path.join(unit["config_dir"], "models.config")) == fleet.models_config(moved)
+    log = s.running[unit["name"]].stderr()
+    assert "not currently available for inference" not in log
+    assert "Successfully loaded servable version {name: half_plus version: 3}" in log
+    assert s.client.mutations() == [("create", unit["name"]), ("start", unit["name"])]
+
+
+def test_unchanged_units_cost_one_status_request_each(tmp_path, servers, monkeypatch):
+    s = servers()
+    units = [make_unit(tmp_path, "tfserving-u%02d" % i, versions=[1, 2], labels={"stable": 2}) for i in range(12)]
+    s.apply(units, wait_timeout=60)
+    requests = []
+    real_get_json = sa.get_json
+    monkeypatch.setattr(sa, "get_json", lambda p, path: requests.append(path) or real_get_json(p, path))
+    calls = len(s.client.calls)
+    started = time.monotonic()
+    result = s.apply(units)
+    elapsed = time.monotonic() - started
+    assert result["changed"] is False and result["diff"] == [] and s.client.calls[calls:] == []
+    assert sorted(requests) == sorted(["/v1/models/half_plus"] * 12
+                                      + ["/v1/models/half_plus/labels/stable/metadata"] * 12)
+    assert elapsed < 1.0, elapsed
+
+
+def test_units_are_waited_for_concurrently(tmp_path, servers):
+    delay, count = 2.0, 4
+    s = servers(env={"SERVING_DOUBLE_LOAD_DELAY_SECONDS": str(delay)})
+    units = [make_unit(tmp_path, "tfserving-c%d" % i, versions=[1]) for i in range(count)]
+    s.apply(units, wait_timeout=60)
+    started = time.monotonic()
+    result = s.apply([dict(u, versions=[1, 2]) for u in units], wait_timeout=60)
+    elapsed = time.monotonic() - started
+    assert all(u["config_changed"] and u["container"] == "unchanged" for u in result["units"].values())
+    for unit in units:
+        assert fleet.available_versions(sa.model_status(unit)) == [1, 2]
+    # One load each (plus the server's config poll): in sequence they would take count * delay at least.
+    assert delay <= elapsed < 0.7 * count * delay, elapsed
+
+
+def test_a_recreated_container_is_waited_for(tmp_path, servers):
+    s = servers()
+    unit = make_unit(tmp_path, versions=[1, 2])  # no label, whose check would hide a stale status
+    s.apply([unit])
+    old = s.running[unit["name"]]
+    changed = dict(unit, command=unit["command"] + ["--enable_model_warmup=false"])
+    result = s.apply([changed])
+    assert result["units"][unit["name"]]["container"] == "recreated"
+    assert s.running[unit["name"]] is not old and old.proc.poll() is not None
+    # What the old server answered before must not stand in for the new one.
+    assert fleet.available_versions(sa.model_status(unit)) == [1, 2]
+
+
+def test_hung_servers_are_asked_concurrently(tmp_path, monkeypatch):
+    """Servers that accept connections and never answer cost one request timeout in all, not one each."""
+    import socket
+    monkeypatch.setattr(sa, "HTTP_TIMEOUT", 1)
+    units = [make_unit(tmp_path, "tfserving-h%d" % i) for i in range(4)]
+    listeners = []
+    try:
+        for unit in units:
+            listeners.append(socket.socket())
+            listeners[-1].bind(("127.0.0.1", unit["rest_port"]))
+            listeners[-1].listen(8)
+        client = FakeClient()
+        for unit in units:
+            client.add_like(spec_of(unit))
+        started = time.monotonic()
+        with pytest.raises(sa.ApplyError) as e:
+            sa.apply(client, units=units, host="host1", wait_timeout=1)
+        elapsed = time.monotonic() - started
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert e.value.msg.count("no status answer") == 4 and client.mutations() == []
+    # Planning and waiting each take one timeout; one unit after another would take 8.
+    assert elapsed < 4, elapsed
+
+
+def test_failed_versions_are_reported_in_the_servers_words(tmp_path, servers):
+    s = servers()
+    corrupt = make_unit(tmp_path, "tfserving-corrupt", versions=[1, 2])
+    missing = make_unit(tmp_path, "tfserving-missing", versions=[1, 2], labels={"stable": 2})
+    fine = make_unit(tmp_path, "tfserving-fine", versions=[1])
+    s.apply([corrupt, missing, fine])
+    pb = tmp_path / "models" / "half_plus" / "3" / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:400])
+    started = time.monotonic()
+    with pytest.raises(sa.ApplyError) as e:
+        s.apply([dict(corrupt, versions=[1, 2, 3]), dict(missing, versions=[1, 4], labels={"stable": 4}),
+                 dict(fine, versions=[1, 2])], wait_timeout=8)
+    elapsed = time.monotonic() - started
+    problems = e.value.msg.split("; host1: ")
+    assert problems[0].startswith("host1: tfserving-corrupt: version 3 of half_plus is END (DATA_LOSS: Can't parse ")
+    assert problems[1] == "tfserving-missing: version 4 of half_plus is not loaded"
+    assert len(problems) == 2, e.value.msg
+    # Everything done so far is reported; the missing version held its label back.
+    units = e.value.result["units"]
+    assert units["tfserving-fine"]["config_changed"] and units["tfserving-missing"]["steps"] == 2
+    assert label_version(missing, "stable") == "2"
+    assert fleet.available_versions(sa.model_status(fine)) == [1, 2]
+    assert 7 <= elapsed < 12, elapsed  # the missing version used the whole timeout, and no more
+
+
+def test_a_failed_load_fails_without_waiting_for_the_timeout(tmp_path, servers):
+    s = servers()
+    unit = make_unit(tmp_path, versions=[1])
+    s.apply([unit])
+    pb = tmp_path / "models" / "half_plus" / "3" / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:400])
+    started = time.monotonic()
+    with pytest.raises(sa.ApplyError) as e:
+        s.apply([dict(unit, versions=[1, 3])], wait_timeout=60)
+    assert "version 3 of half_plus is END (DATA_LOSS" in e.value.msg
+    assert time.monotonic() - started < 10
+    # Repaired and declared again, after a run without it: the old failure in the status is not taken as new.
+    s.apply([unit])
+    time.sleep(2.5)  # the server re-reads models.config every second: let it drop version 3 from its policy
+    shutil.copy(os.path.join(FIXTURES, "half_plus", "3", "saved_model.pb"), str(pb))
+    assert s.apply([dict(unit, versions=[1, 3])], wait_timeout=30)["units"][unit["name"]]["versions"] == [1, 3]
+
+
+def test_a_server_that_never_answers_shows_its_container(tmp_path):
+    unit = make_unit(tmp_path)
+    client = FakeClient(on_start=lambda c: c.log_lines.extend(["Loading servable", "did not become available"]))
+    with pytest.raises(sa.ApplyError) as e:
+        sa.apply(client, units=[unit], host="host1", wait_timeout=1)
+    assert e.value.msg == ("host1: tfserving-half_plus: no status answer from 127.0.0.1:%d (container running; last "
+                           "log lines: Loading servable | did not become available)" % unit["rest_port"])
+    assert e.value.result["units"][unit["name"]]["container"] == "created" and e.value.result["changed"] is True
+
+
+def test_versions_missing_on_the_host_are_named_before_anything_changes(tmp_path):
+    (tmp_path / "half_plus" / "1").mkdir(parents=True)
+    units = [{"name": "tfserving-half_plus", "model": "half_plus", "versions": [1, 2],
+              "host_path": str(tmp_path / "half_plus")}]
+    assert sa.missing_versions(units) == [
+        "tfserving-half_plus: version 2 of half_plus is not on the host (%s/half_plus/2 is missing); sync it first "
+        "with the models role (mlserve.tfserving.models), using the same tfserving_models_root" % tmp_path]
+    (tmp_path / "half_plus" / "2").mkdir()
+    assert sa.missing_versions(units) == []
+
+
+SS_OUTPUT = """\
+LISTEN 0      5          127.0.0.1:29990      0.0.0.0:*    users:(("python3",pid=4317,fd=3))
+LISTEN 0      128                *:19500            *:*    users:(("python3",pid=10298,fd=3))
+LISTEN 0      128                *:19501            *:*
+LISTEN 0      4096            [::1]:29991          [::]:*
+"""
+
+
+def test_ss_sockets_are_read_with_and_without_a_visible_process():
+    assert sa.listening_ports(SS_OUTPUT) == [
+        {"port": 29990, "name": "python3", "pid": 4317}, {"port": 19500, "name": "python3", "pid": 10298},
+        {"port": 19501, "name": "", "pid": 0}, {"port": 29991, "name": "", "pid": 0}]
+
+
+def test_planned_ports_held_by_others_are_problems_but_our_running_containers_are_not():
+    client = FakeClient()
+    client.add("tfserving-half_plus", {"mlserve.tfserving.managed": "true", "mlserve.tfserving.rest_port": "19501",
+                                       "mlserve.tfserving.grpc_port": "19500"})
+    units = [{"name": "tfserving-half_plus", "grpc_port": 19500, "rest_port": 29990},
+             {"name": "tfserving-other", "grpc_port": 29991, "rest_port": 19501}]
+    assert sa.port_problems(client, units, SS_OUTPUT, "h1") == [
+        "port 29990 on h1 is claimed by tfserving-half_plus (REST) and already held by python3 (pid 4317); free it, "
+        "pin another port, or change tfserving_port_base",
+        "port 29991 on h1 is claimed by tfserving-other (gRPC) and already held by a process this host cannot name "
+        "(another container or namespace); free it, pin another port, or change tfserving_port_base"]

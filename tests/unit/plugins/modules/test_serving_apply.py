@@ -1,0 +1,100 @@
+"""mlserve.tfserving.serving_apply: the AnsibleModule glue around the engine."""
+
+import json
+import os
+import sys
+
+import pytest
+import yaml
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.mlserve.tfserving.plugins.module_utils import serving_apply as engine
+from ansible_collections.mlserve.tfserving.plugins.modules import serving_apply as module
+
+from ..module_utils.test_serving_apply import FakeClient, make_unit
+
+
+def run(capsys, args, check_mode=False, diff=False):
+    with patch_module_args(dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def no_engine(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "DOCKER_SOCKET", str(tmp_path / "docker.sock"))
+    return str(tmp_path / "docker.sock")
+
+
+def test_documentation_matches_the_argument_spec(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def capture(**kwargs):
+        captured.update(kwargs)
+        raise Stop()
+
+    captured = {}
+    monkeypatch.setattr(module, "AnsibleModule", capture)
+    with pytest.raises(Stop):
+        module.main()
+    assert captured["supports_check_mode"] is True
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    spec = captured["argument_spec"]
+    assert sorted(documented) == sorted(spec)
+    for name, option in spec.items():
+        doc = documented[name]
+        for key in ("type", "elements", "default", "choices"):
+            assert doc.get(key) == option.get(key), (name, key)
+        assert doc.get("required", False) == option.get("required", False), name
+    yaml.safe_load(module.EXAMPLES)
+    assert set(yaml.safe_load(module.RETURN)) == {"units", "removed", "diff"}
+
+
+def test_check_mode_without_docker_reports_every_unit_created(tmp_path, capsys, no_engine):
+    units = [make_unit(tmp_path, "tfserving-a", labels={"stable": 1}), make_unit(tmp_path, "tfserving-b")]
+    result = run(capsys, {"units": units, "host": "h1"}, check_mode=True)
+    assert result["changed"] is True and "diff" not in result and "failed" not in result
+    assert [(n, u["container"]) for n, u in sorted(result["units"].items())] == [
+        ("tfserving-a", "created"), ("tfserving-b", "created")]
+    assert result["units"]["tfserving-a"]["steps"] == 2 and result["removed"] == []
+    assert not os.path.exists(str(tmp_path / "etc"))
+    with_diff = run(capsys, {"units": units, "host": "h1"}, check_mode=True, diff=True)
+    assert [d["after_header"] for d in with_diff["diff"]] == [
+        units[0]["config_dir"] + "/models.config", "container tfserving-a",
+        units[1]["config_dir"] + "/models.config", "container tfserving-b"]
+
+
+def test_without_the_engine_it_fails_naming_it(tmp_path, capsys, no_engine):
+    result = run(capsys, {"units": [make_unit(tmp_path)], "host": "h1"})
+    assert result["failed"] is True
+    assert result["msg"] == "h1: the Docker engine is not installed or not running (%s is missing)" % no_engine
+
+
+def test_without_the_sdk_it_fails_naming_the_package(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "docker", None)  # import docker raises ImportError
+    result = run(capsys, {"units": [make_unit(tmp_path)], "host": "h1"})
+    assert result["msg"] == "h1: the Docker SDK for Python is not installed (Debian package python3-docker)"
+
+
+def test_a_failure_returns_what_was_done(tmp_path, capsys, monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(engine, "docker_client", lambda host, check_mode: client)
+    unit = make_unit(tmp_path)
+    result = run(capsys, {"units": [unit], "host": "h1", "wait_timeout": 1}, diff=True)
+    assert result["failed"] is True and result["changed"] is True
+    assert result["msg"].startswith("h1: tfserving-half_plus: no status answer from 127.0.0.1:%d" % unit["rest_port"])
+    assert result["units"]["tfserving-half_plus"]["container"] == "created" and len(result["diff"]) == 2
+    assert client.mutations() == [("create", "tfserving-half_plus"), ("start", "tfserving-half_plus")]
+    assert client.containers.get("tfserving-half_plus").kwargs["restart_policy"] == {"Name": "unless-stopped"}
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_an_engine_that_does_not_answer_fails_in_both_modes(tmp_path, capsys, monkeypatch, check_mode):
+    (tmp_path / "docker.sock").write_text("")
+    monkeypatch.setattr(engine, "DOCKER_SOCKET", str(tmp_path / "docker.sock"))
+    monkeypatch.setenv("DOCKER_HOST", "unix://%s" % (tmp_path / "nothing.sock"))
+    result = run(capsys, {"units": [make_unit(tmp_path)], "host": "h1"}, check_mode=check_mode)
+    assert result["failed"] is True
+    assert result["msg"].startswith("h1: cannot talk to the Docker engine: Error while fetching server API version")
