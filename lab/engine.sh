@@ -9,11 +9,20 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# The unit tests check rendered gateway configurations with `nginx -t`.
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -e /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
+  # No package may start its service here (nginx would take this machine's
+  # port 80): policy-rc.d, Debian's switch for that, holds starts back.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=yes
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+  [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 if docker info >/dev/null 2>&1; then

@@ -10,6 +10,10 @@
 set -uo pipefail
 logs=${MOLECULE_LOG_DIR:-.cache/molecule-logs}
 mkdir -p "$logs"
+# Molecule puts ~/.ansible/collections first on the collections path: a copy
+# of this collection left there by an earlier run would shadow the checkout
+# (molecule/config.yml turns the copying off).
+rm -rf "${HOME}/.ansible/collections/ansible_collections/mlserve"
 
 lane() {
   for scenario in $1; do

@@ -78,8 +78,9 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         groups = task_vars["groups"]
         if declaration is None:
-            result.update(failed=True, msg="tfserving_models is not set: declare the fleet's models in the inventory's "
-                                           "group_vars/all (see the collection README)")
+            result.update(failed=True, msg="tfserving_models is not set on %s: declare the fleet's models once, in the "
+                                           "inventory's group_vars/all (see the collection README)"
+                                           % task_vars.get("inventory_hostname"))
             return result
         options = {
             "drained": args.get("drained", self._templar.template(task_vars.get("gateway_drained_hosts"))),
@@ -105,6 +106,12 @@ class ActionModule(ActionBase):
             raise AnsibleError("fleet_plan: cannot read the inventory's host variables: %s" % to_native(e))
         built = plan.build_plan(declaration, hosts, list(groups.keys()), options,
                                 read_source=read_source if check else None, sources=args.get("sources"))
+        if "declaration" not in args:
+            # Every host must read the same declaration (a group_vars file of
+            # one group would otherwise plan the fleet from one host's copy).
+            others = dict((name, hostvars[name].get("tfserving_models"))
+                          for name in plan.served_hosts(declaration, groups) if name != me)
+            built["problems"] += plan.declaration_differences(me, declaration, others)
         result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")))
         if built["problems"] and args.get("fail_on_problems", True):
             result.update(failed=True, msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))

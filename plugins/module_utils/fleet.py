@@ -19,8 +19,15 @@ __metaclass__ = type
 
 import re
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-LABEL_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Whole strings (\Z, not $, which also matches before a final newline).
+MODEL_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+LABEL_NAME = re.compile(r"\A[A-Za-z0-9_]+\Z")
+ASCII_NUMBER = re.compile(r"\A[0-9]+\Z")
+# An image reference as Docker parses it: [registry[:port]/]path[:tag][@digest],
+# path components in lower case.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = re.compile(r"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?%s(?:/%s)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                             r"(?:@sha256:[0-9a-f]{64})?\Z" % (_PATH_COMPONENT, _PATH_COMPONENT))
 TOPOLOGIES = ("shared", "isolated")
 MODEL_KEYS = ("name", "source", "versions", "labels", "topology", "image", "hosts", "resources",
               "rest_port", "grpc_port", "overrides", "routes")
@@ -49,13 +56,33 @@ def _version_key(value):
     """Versions may arrive as ints or as YAML dict keys that are strings."""
     if _is_int(value):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and ASCII_NUMBER.match(value):
         return int(value)
     return None
 
 
 def _declared(versions):
     return ", ".join(str(v) for v in versions)
+
+
+def image_problems(where, image):
+    """Problems of an image reference (None is no reference: the default applies)."""
+    if image is None:
+        return []
+    if not isinstance(image, str) or not IMAGE_REFERENCE.match(image):
+        return ["%s: %r is not an image reference; use [registry/]name[:tag] in lower case, such as "
+                "tensorflow/serving:2.19.0" % (where, image)]
+    return []
+
+
+def _version_of(problems, where, target, name, versions):
+    """Checks that a label, alias or default names a declared version, as an integer (1.0 and true are not)."""
+    if not _is_int(target):
+        problems.append("%s: %r is not a version number; use one of the declared versions of %s (%s) as an integer"
+                        % (where, target, name, _declared(versions)))
+    elif versions and target not in versions:
+        problems.append("%s: %r is not a declared version of %s (declared: %s)"
+                        % (where, target, name, _declared(versions)))
 
 
 def _check_port(problems, where, value):
@@ -129,16 +156,12 @@ def validate_models(models, groups=None):
             if not isinstance(label, str) or not LABEL_NAME.match(label):
                 problems.append("%s.labels: %r is not a valid label name; use letters, digits and '_'"
                                 % (where, label))
-            if versions and target not in versions:
-                problems.append("%s.labels.%s: %r is not a declared version of %s (declared: %s)"
-                                % (where, label, target, name, _declared(versions)))
+            _version_of(problems, "%s.labels.%s" % (where, label), target, name, versions)
         hosts = model.get("hosts", DEFAULT_GROUP)
         if groups is not None and hosts not in groups:
             problems.append("%s.hosts: %r is not a group of this inventory (groups: %s)"
                             % (where, hosts, ", ".join(sorted(g for g in groups if g not in ("all", "ungrouped")))))
-        if model.get("image") is not None and (not isinstance(model["image"], str) or not model["image"]):
-            problems.append("%s.image: %r must be an image reference such as tensorflow/serving:2.19.0"
-                            % (where, model["image"]))
+        problems += image_problems(where + ".image", model.get("image"))
         _check_resources(problems, where + ".resources", model.get("resources"))
         for key in ("rest_port", "grpc_port"):
             _check_port(problems, "%s.%s" % (where, key), model.get(key))
@@ -162,6 +185,7 @@ def validate_models(models, groups=None):
                     continue
                 for bad in sorted(set(settings) - set(OVERRIDE_KEYS)):
                     problems.append("%s.%s: unknown key; valid keys are %s" % (owhere, bad, ", ".join(OVERRIDE_KEYS)))
+                problems += image_problems(owhere + ".image", settings.get("image"))
                 _check_resources(problems, owhere + ".resources", settings.get("resources"))
                 for port in ("rest_port", "grpc_port"):
                     _check_port(problems, "%s.%s" % (owhere, port), settings.get(port))
@@ -181,31 +205,32 @@ def _validate_routes(problems, where, name, routes, versions, labels, aliases):
     for key in sorted(set(routes) - set(ROUTE_KEYS)):
         problems.append("%s.%s: unknown key; valid keys are %s" % (where, key, ", ".join(ROUTE_KEYS)))
     default = routes.get("default")
-    if default is not None and default not in labels and (not versions or default not in versions):
-        problems.append("%s.default: %r is neither a label (%s) nor a declared version (%s) of %s"
-                        % (where, default, ", ".join(sorted(labels)) or "none", _declared(versions), name))
+    is_label = isinstance(default, str) and default in labels
+    is_version = _is_int(default) and (not versions or default in versions)
+    if default is not None and not is_label and not is_version:
+        problems.append("%s.default: %r is neither a label (%s) nor a declared version (%s) of %s, as an integer"
+                        % (where, default, ", ".join(sorted(str(k) for k in labels)) or "none",
+                           _declared(versions), name))
     split = routes.get("split")
     if split is not None:
         if not isinstance(split, dict) or not split:
             problems.append("%s.split: %r must map labels to weights" % (where, split))
         else:
-            for label, weight in sorted(split.items()):
+            for label, weight in sorted(split.items(), key=lambda kv: str(kv[0])):
                 if label not in labels:
                     problems.append("%s.split.%s: %r is not a label of %s (labels: %s)"
-                                    % (where, label, label, name, ", ".join(sorted(labels)) or "none"))
+                                    % (where, label, label, name, ", ".join(sorted(str(k) for k in labels)) or "none"))
                 if not _is_int(weight) or weight < 0:
                     problems.append("%s.split.%s: %r must be a non-negative integer weight" % (where, label, weight))
             weights = [w for w in split.values() if _is_int(w)]
             if len(weights) == len(split) and sum(weights) != 100:
                 problems.append("%s.split: weights %s add up to %d; they must add up to 100"
-                                % (where, ", ".join("%s=%s" % kv for kv in sorted(split.items())), sum(weights)))
+                                % (where, ", ".join("%s=%s" % kv for kv in sorted(split.items(), key=lambda kv: str(kv[0]))), sum(weights)))
     for alias, target in sorted((routes.get("aliases") or {}).items(), key=lambda kv: str(kv[0])):
         awhere = "%s.aliases.%s" % (where, alias)
         if not isinstance(alias, str) or not MODEL_NAME.match(alias):
             problems.append("%s: %r is not a valid alias name; use letters, digits, '_' and '-'" % (awhere, alias))
-        if versions and target not in versions:
-            problems.append("%s: %r is not a declared version of %s (declared: %s)"
-                            % (awhere, target, name, _declared(versions)))
+        _version_of(problems, awhere, target, name, versions)
         if alias in aliases:
             problems.append("%s: alias %r is already declared at %s" % (awhere, alias, aliases[alias][0]))
         else:
@@ -417,7 +442,8 @@ def copy_problems(host, copied, checks):
 SERVER_FLAGS = frozenset([
     "allow_version_labels_for_unavailable_models", "batching_parameters_file", "enable_batching",
     "enable_grpc_healthcheck_service", "enable_model_warmup", "file_system_poll_wait_seconds",
-    "grpc_channel_arguments", "grpc_max_threads", "model_config_file_poll_wait_seconds", "monitoring_config_file",
+    "grpc_channel_arguments", "grpc_max_threads", "load_retry_interval_micros", "max_num_load_retries",
+    "model_config_file_poll_wait_seconds", "monitoring_config_file",
     "rest_api_num_threads", "rest_api_timeout_in_ms", "saved_model_tags", "tensorflow_inter_op_parallelism",
     "tensorflow_intra_op_parallelism", "tensorflow_session_parallelism",
 ])

@@ -74,12 +74,12 @@ def gateway_plan(models, backends, options=None):
         for version in model["versions"]:
             servers = rest.get((name, version), [])
             if not servers:
-                problems.append("%s version %d is served by no host: inventory group %r has no hosts"
-                                % (name, version, model["hosts"]))
+                problems.append("%s version %d is served by no host: inventory group %r has no hosts "
+                                "(tfserving_models[%d].hosts)" % (name, version, model["hosts"], index))
                 continue
             if all(s["down"] for s in servers):
-                problems.append("%s version %d would have no server left: every host serving it (%s) is drained"
-                                % (name, version, ", ".join(s["host"] for s in servers)))
+                problems.append("%s version %d would have no server left: every host serving it (%s) is drained "
+                                "(gateway_drained_hosts)" % (name, version, ", ".join(s["host"] for s in servers)))
             pools.append({"name": _pool_name(name, version), "model": name, "version": version,
                           "servers": sorted(servers, key=lambda s: (s["host"], s["port"]))})
         base = "^/v1/models/%s" % name
@@ -123,6 +123,16 @@ def gateway_plan(models, backends, options=None):
                                    "port": int(port_base) + i,
                                    "servers": sorted(servers, key=lambda s: (s["host"], s["port"]))})
 
+    # Upstream names come from model names and versions: two models must not
+    # make the same one (an isolated "ranker" version 1 and a shared "ranker_v1").
+    owners = {}
+    for pool in pools + grpc_listeners:
+        owner = "%s version %s" % (pool["model"], pool["version"]) if pool["version"] is not None else pool["model"]
+        if pool["name"] in owners and owners[pool["name"]] != owner:
+            problems.append("upstream %s would serve both %s and %s; rename one of the models in tfserving_models"
+                            % (pool["name"], owners[pool["name"]], owner))
+        owners.setdefault(pool["name"], owner)
+
     header = options.get("pin_header") or "X-Model-Label"
     cookie = options.get("pin_cookie") or "model_label"
     return {
@@ -148,8 +158,9 @@ def render_upstreams(plan, settings):
     lines = []
     for pool in list(plan["pools"]) + list(plan["grpc"]):
         lines.append("upstream %s {" % pool["name"])
-        lines += ["    server %s:%d%s%s;  # %s" % (s["address"], s["port"], suffix, " down" if s["down"] else "",
-                                                   s["host"]) for s in pool["servers"]]
+        lines += ["    server %s:%d%s%s;  # %s" % ("[%s]" % s["address"] if ":" in s["address"] else s["address"],
+                                                   s["port"], suffix, " down" if s["down"] else "", s["host"])
+                  for s in pool["servers"]]
         lines += ["    keepalive %s;" % settings["upstream_keepalive"], "}", ""]
     return "\n".join(lines)
 
@@ -207,20 +218,26 @@ def _split_buckets(split):
     return buckets
 
 
-def gateway_port_problems(ports, grpc, host=None, listeners=None, server="nginx"):
+def gateway_port_problems(ports, grpc, host=None, listeners=None, server="nginx", taken=None):
     """Listen ports of one gateway that collide with each other or are taken.
 
     `ports`: mapping of what -> port for the fixed listeners (http, https,
     status); `grpc`: the plan's gRPC listeners; `listeners`: the host's
-    listen_ports_facts entries, where only `server` itself may hold a port.
+    listen_ports_facts entries, where only `server` itself may hold a port;
+    `taken`: port -> what else on the host the plan gives it (serving
+    containers of a host that is a gateway too).
     """
-    claims = {}
+    claims = dict(taken or {})
     problems = []
     where = " on %s" % host if host else ""
     wanted = [(what, port) for what, port in sorted(ports.items()) if port]
     wanted += [("gRPC of %s" % g["name"], g["port"]) for g in grpc]
     held = dict((int(entry["port"]), entry) for entry in listeners or [] if entry.get("name") != server)
     for what, port in wanted:
+        if not (isinstance(port, int) and 0 < port < 65536):
+            problems.append("gateway port %r%s (%s) is not a port from 1 to 65535; lower gateway_grpc_port_base or "
+                            "the port that is set" % (port, where, what))
+            continue
         if port in claims:
             problems.append("gateway port %d%s is claimed by %s and %s; give each listener its own port (see "
                             "gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)"

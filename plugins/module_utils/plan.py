@@ -22,9 +22,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
+import re
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, gateway
+
+HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
 # Host variables the plan reads, with the value a host gets when it sets
 # none. Role-prefixed ones come from the roles' defaults/main.yml (the
@@ -65,6 +69,41 @@ def _profile(host, groups_served):
                        host["models_root"], host["image"], host["resources"], host["config_dir"]], sort_keys=True)
 
 
+def declaration_differences(me, declaration, others):
+    """Hosts whose tfserving_models is missing or differs from `me`'s: one declaration serves the whole fleet.
+
+    `others`: host -> that host's tfserving_models (None when not set).
+    """
+    missing = sorted(h for h, d in others.items() if d is None)
+    differ = sorted(h for h, d in others.items() if d is not None and d != declaration)
+    problems = []
+    if missing:
+        problems.append("tfserving_models is not set on %s (it is on %s): declare the fleet once, in "
+                        "group_vars/all, so that every serving and gateway host reads it" % (", ".join(missing), me))
+    if differ:
+        problems.append("tfserving_models on %s differs from the one on %s: declare the fleet once, in "
+                        "group_vars/all, and override it nowhere" % (", ".join(differ), me))
+    return problems
+
+
+def served_hosts(declaration, groups):
+    """The hosts that serve the declaration or render the gateway."""
+    names = set(groups.get("gateway") or [])
+    for group in _groups_served([declaration]):
+        names |= set(groups.get(group) or [])
+    return names
+
+
+def _groups_served(declarations):
+    """The inventory groups that serve models, read from declarations that may not be valid yet."""
+    groups = set()
+    for declaration in declarations:
+        for model in declaration if isinstance(declaration, list) else []:
+            hosts = model.get("hosts", fleet.DEFAULT_GROUP) if isinstance(model, dict) else None
+            groups.add(hosts if isinstance(hosts, str) else fleet.DEFAULT_GROUP)
+    return groups
+
+
 def _share(declaration, host):
     """One host's models and units, from the (validated) declaration."""
     models = fleet.normalize_models(declaration, {"image": host["image"], "resources": host["resources"],
@@ -75,11 +114,93 @@ def _share(declaration, host):
     return {"models": fleet.models_on_host(models, host["groups"]), "units": units}
 
 
-def _port_base_problem(host):
-    base = host["port_base"]
-    if not (fleet._is_int(base) and 1 <= base <= 65535):
-        return "tfserving_port_base on %s: %r is not a port; use an integer from 1 to 65535" % (host["name"], base)
-    return None
+def _is_port(value):
+    return fleet._is_int(value) and 1 <= value <= 65535
+
+
+def _address_problem(address):
+    """An address the gateway can put in front of a port: a host name, IPv4 or IPv6 address, without a port."""
+    try:
+        ipaddress.ip_address(address)
+        return None
+    except ValueError:
+        pass
+    if isinstance(address, str) and HOST_NAME.match(address):
+        return None
+    return ("tfserving_address: %r is not a host name or IP address (without a port); the gateway adds each "
+            "server's port itself" % (address,))
+
+
+def host_problems(host, serving, gateway_host):
+    """Problems of one host's own variables, without the host's name (build_plan adds the hosts)."""
+    problems = []
+    if serving:
+        if not _is_port(host["port_base"]):
+            problems.append("tfserving_port_base: %r is not a port; use an integer from 1 to 65535" % (host["port_base"],))
+        problems += [p for p in [_address_problem(host["address"])] if p]
+        problems += fleet.image_problems("serving_image", host["image"])
+        problems += fleet.flag_problems(host["flags"], "serving_flags")
+    if gateway_host:
+        settings = host["gateway"]
+        for key in ("http_port", "status_port", "https_port"):
+            if not _is_port(settings.get(key)):
+                problems.append("gateway_%s: %r is not a port; use an integer from 1 to 65535" % (key, settings.get(key)))
+        base = settings.get("grpc_port_base")
+        if base is not None and not _is_port(base):
+            problems.append("gateway_grpc_port_base: %r is not a port; use an integer from 1 to 65535, or null for "
+                            "no gRPC listeners" % (base,))
+        if bool(settings.get("tls_certificate")) != bool(settings.get("tls_certificate_key")):
+            problems.append("gateway_tls_certificate (%s) and gateway_tls_certificate_key (%s) must be set together "
+                            "(TLS on) or both left empty (TLS off)"
+                            % (json.dumps(settings.get("tls_certificate")), json.dumps(settings.get("tls_certificate_key"))))
+    return problems
+
+
+def _on_hosts(messages):
+    """Problems found on several hosts, once each, naming the hosts."""
+    by_message = {}
+    for message, host in messages:
+        by_message.setdefault(message, []).append(host)
+    return ["%s (on %s)" % (m, ", ".join(h)) for m, h in sorted(by_message.items())]
+
+
+def _unit_problems(units, hosts):
+    """Within one profile: container names used twice, ports past 65535."""
+    problems = []
+    seen = {}
+    for unit in units:
+        if unit["name"] in seen:
+            problems.append("container %s on %s would run both %s and %s; rename one of the models in "
+                            "tfserving_models"
+                            % (unit["name"], hosts, seen[unit["name"]], _describe(unit)))
+        seen.setdefault(unit["name"], _describe(unit))
+        for key in ("grpc_port", "rest_port"):
+            if not _is_port(unit[key]):
+                problems.append("%s on %s gets port %d, past 65535; lower tfserving_port_base or pin its ports"
+                                % (unit["name"], hosts, unit[key]))
+    return problems
+
+
+def _describe(unit):
+    if unit["topology"] == "isolated":
+        return "version %d of %s" % (unit["versions"][0], unit["model"])
+    return "model %s" % unit["model"]
+
+
+def _shared_addresses(backends):
+    """Two serving hosts answering at one address and port: a pool would list one server twice."""
+    claims = {}
+    problems = []
+    for backend in backends:
+        for unit in backend["units"]:
+            for key in ("grpc_port", "rest_port"):
+                where = (backend["address"], unit[key])
+                other = claims.setdefault(where, (backend["host"], unit["name"]))
+                if other[0] != backend["host"]:
+                    problems.append("%s and %s both answer at %s:%d (%s, %s); give each serving host its own "
+                                    "tfserving_address or tfserving_port_base"
+                                    % (other[0], backend["host"], where[0], where[1], other[1], unit["name"]))
+    return problems
 
 
 def plan_inputs(declaration, options):
@@ -117,30 +238,25 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     for host, other in sorted(served.items()):
         problems += ["gateway_served_models.%s: %s" % (host, p) for p in fleet.validate_models(other, groups)]
     names = set(h["name"] for h in hosts)
-    for host in sorted(set(options.get("drained") or []) - names):
-        problems.append("gateway_drained_hosts: %r is not a host of this inventory" % host)
-    flag_messages = {}
-    for host in hosts:
-        for problem in fleet.flag_problems(host["flags"], "serving_flags"):
-            flag_messages.setdefault(problem, []).append(host["name"])
-    problems += ["%s (on %s)" % (p, ", ".join(h)) for p, h in sorted(flag_messages.items())]
+    for host in sorted(set(options.get("drained") or []) - names, key=str):
+        problems.append("gateway_drained_hosts: %r is not a host of this inventory" % (host,))
+    for host in sorted(set(served) - names, key=str):
+        problems.append("gateway_served_models: %r is not a host of this inventory" % (host,))
+    gateway_hosts = set(options.get("gateway_hosts") or [])
+    groups_served = _groups_served([declaration] + list(served.values()))
+    serving_hosts = [h for h in hosts if groups_served & set(h["groups"])]
+    serving_names = set(h["name"] for h in serving_hosts)
+    host_level = _on_hosts((p, h["name"]) for h in hosts
+                           for p in host_problems(h, h["name"] in serving_names, h["name"] in gateway_hosts))
+    problems += host_level
     plan = {"inputs": plan_inputs(declaration, options), "host_inputs": dict((h["name"], h) for h in hosts),
             "problems": problems, "hosts": {}, "profiles": {}, "gateways": {}, "sources": dict(sources or {})}
-    if problems:
-        # Later stages read the declaration's fields; they need it valid.
+    if problems and (len(problems) > len(host_level) or any(not _is_port(h["port_base"]) for h in serving_hosts)):
+        # The derivation reads the declaration's fields and the port bases; it needs them valid.
         return plan
 
-    groups_served = set(m.get("hosts", fleet.DEFAULT_GROUP) for m in declaration)
-    for other in served.values():
-        groups_served |= set(m.get("hosts", fleet.DEFAULT_GROUP) for m in other)
     backends = []
-    for host in hosts:
-        if not groups_served & set(host["groups"]):
-            continue
-        problem = _port_base_problem(host)
-        if problem:
-            problems.append(problem)
-            continue
+    for host in serving_hosts:
         key = _profile(host, groups_served)
         if key not in plan["profiles"]:
             plan["profiles"][key] = _share(declaration, host)
@@ -149,29 +265,30 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
             plan["hosts"][host["name"]] = {"profile": key}
         units = _share(served[host["name"]], host)["units"] if host["name"] in served else share["units"]
         backends.append({"host": host["name"], "address": host["address"], "units": units})
-    # Port conflicts are a property of a profile: report them once, naming its hosts.
+    # A profile's problems are the same on each of its hosts: reported once, naming them.
     for key, share in sorted(plan["profiles"].items()):
-        members = sorted(h for h, v in plan["hosts"].items() if v["profile"] == key)
-        problems += fleet.check_port_plan(share["units"], ", ".join(members))
+        members = ", ".join(sorted(h for h, v in plan["hosts"].items() if v["profile"] == key))
+        problems += _unit_problems(share["units"], members) or fleet.check_port_plan(share["units"], members)
+    problems += _shared_addresses(backends)
 
     models = fleet.normalize_models(declaration)
     for host in hosts:
-        if host["name"] not in (options.get("gateway_hosts") or []):
+        if host["name"] not in gateway_hosts:
             continue
         settings = host["gateway"]
         routing = gateway.gateway_plan(models, backends, {
             "drained": options.get("drained") or [], "grpc_port_base": settings.get("grpc_port_base"),
             "pin_header": settings.get("pin_header"), "pin_cookie": settings.get("pin_cookie")})
         problems += [p for p in routing.pop("problems") if p not in problems]
-        tls = bool(settings.get("tls_certificate"))
-        if tls != bool(settings.get("tls_certificate_key")):
-            problems.append("gateway_tls_certificate (%s) and gateway_tls_certificate_key (%s) on %s must be set "
-                            "together (TLS on) or both left empty (TLS off)"
-                            % (json.dumps(settings.get("tls_certificate")),
-                               json.dumps(settings.get("tls_certificate_key")), host["name"]))
+        # A host in both groups: its gateway must not listen on its serving ports.
+        own = plan["hosts"].get(host["name"])
+        serving_ports = dict((u[key], "%s (%s)" % (u["name"], kind)) for u in (
+            plan["profiles"][own["profile"]]["units"] if own else []) for key, kind in (("grpc_port", "gRPC"),
+                                                                                      ("rest_port", "REST")))
         problems += gateway.gateway_port_problems(
             {"http": settings.get("http_port"), "status": settings.get("status_port"),
-             "https": settings.get("https_port") if tls else None}, routing["grpc"], host["name"])
+             "https": settings.get("https_port") if settings.get("tls_certificate") else None},
+            routing["grpc"], host["name"], taken=serving_ports)
         plan["gateways"][host["name"]] = routing
 
     if read_source is not None:

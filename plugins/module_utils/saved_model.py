@@ -31,6 +31,7 @@ __metaclass__ = type
 import hashlib
 import os
 import re
+import stat
 import struct
 
 DTYPES = {
@@ -492,19 +493,28 @@ def load_saved_model(version_dir):
 
     TF Serving prefers the binary form when both exist; so does this.
     """
-    pb = os.path.join(version_dir, "saved_model.pb")
-    pbtxt = os.path.join(version_dir, "saved_model.pbtxt")
-    if os.path.isfile(pb):
-        with open(pb, "rb") as f:
-            return parse_saved_model(f.read())
-    if os.path.isfile(pbtxt):
-        with open(pbtxt, "rb") as f:
-            try:
-                text = f.read().decode("utf-8")
-            except UnicodeDecodeError:
-                raise SavedModelError("saved_model.pbtxt is not UTF-8 text")
-        return parse_saved_model_text(text)
+    for name, parse in (("saved_model.pb", parse_saved_model), ("saved_model.pbtxt", _parse_text_bytes)):
+        path = os.path.join(version_dir, name)
+        if not os.path.lexists(path):
+            continue
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise SavedModelError("%s is not a regular file" % name)
+        if os.path.getsize(path) > MAX_SAVED_MODEL_BYTES:
+            raise SavedModelError("%s is larger than %d bytes, more than protobuf reads" % (name, MAX_SAVED_MODEL_BYTES))
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise SavedModelError("%s cannot be read: %s" % (name, e.strerror))
+        return parse(data)
     raise SavedModelError("no saved_model.pb or saved_model.pbtxt")
+
+
+def _parse_text_bytes(data):
+    try:
+        return parse_saved_model_text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SavedModelError("saved_model.pbtxt is not UTF-8 text")
 
 
 def needs_variables(meta_graph):
@@ -542,32 +552,67 @@ def signature_compatible(old, new):
 
 # ---------------------------------------------------------------- repository
 
+# Bounds of what one version may hold; past them the reader stops and says so.
+MAX_FILES = 100000
+MAX_SAVED_MODEL_BYTES = 2 ** 31  # protobuf's own limit on one message
+
+
+def _regular_files(path):
+    """(relative path, full path) of every file under a version directory.
+
+    Only regular files and directories: a symbolic link would be copied as
+    a link (dangling on the host, or looping), and reading a FIFO or a
+    device never ends, so each is a SavedModelError naming its path.
+    """
+    files = []
+
+    def walk_error(error):
+        raise SavedModelError("%s cannot be read: %s" % (error.filename, error.strerror))
+
+    for root, dirs, names in os.walk(path, onerror=walk_error):
+        dirs.sort()
+        for name in sorted(dirs) + sorted(names):
+            full = os.path.join(root, name)
+            mode = os.lstat(full).st_mode
+            rel = os.path.relpath(full, path).replace(os.sep, "/")
+            if stat.S_ISLNK(mode):
+                raise SavedModelError("%s is a symbolic link; a version holds regular files and directories only "
+                                      "(the copy would hold the link, not what it points to)" % rel)
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise SavedModelError("%s is not a regular file or directory" % rel)
+            if stat.S_ISREG(mode):
+                files.append((rel, full))
+        if len(files) > MAX_FILES:
+            raise SavedModelError("holds more than %d files" % MAX_FILES)
+    return sorted(files)
+
+
 def directory_checksum(path):
     """(sha256 hex, file count, total bytes) of a directory's content.
 
     Independent of file order, timestamps and permissions: the digest covers
     the sorted relative paths and each file's bytes, nothing else.
     """
-    files = []
-    for root, dirs, names in os.walk(path):
-        dirs.sort()
-        for name in names:
-            full = os.path.join(root, name)
-            files.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
+    files = _regular_files(path)
     digest = hashlib.sha256()
     total = 0
-    for rel, full in sorted(files):
+    for rel, full in files:
         digest.update(rel.encode("utf-8") + b"\0")
         file_digest = hashlib.sha256()
-        with open(full, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                file_digest.update(chunk)
-                total += len(chunk)
+        try:
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    file_digest.update(chunk)
+                    total += len(chunk)
+        except OSError as e:
+            raise SavedModelError("%s cannot be read: %s" % (rel, e.strerror))
         digest.update(file_digest.digest())
     return digest.hexdigest(), len(files), total
 
 
-_LOOKS_LIKE_VERSION = re.compile(r"^(v|ver|version)?[-_]?\d+([._-]\d+)*$", re.IGNORECASE)
+_LOOKS_LIKE_VERSION = re.compile(r"\A(v|ver|version)?[-_]?\d+([._-]\d+)*\Z", re.IGNORECASE)
+# TF Serving parses a version directory's name with absl::SimpleAtoi: ASCII digits.
+ASCII_NUMBER = re.compile(r"\A[0-9]+\Z")
 
 
 def scan_model_base(path):
@@ -583,16 +628,29 @@ def scan_model_base(path):
         raise SavedModelError("model base path %s is not a directory" % path)
     versions = {}
     problems = []
-    for name in sorted(os.listdir(path)):
+    real = {}
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as e:
+        raise SavedModelError("model base path %s cannot be read: %s" % (path, e.strerror))
+    for name in names:
         if name.startswith(".") or not os.path.isdir(os.path.join(path, name)):
             continue
-        if name.isdigit():
+        if ASCII_NUMBER.match(name):
             number = int(name)
             if number in versions:
                 problems.append("directories %r and %r are both version %d; TF Serving serves only one of them"
                                 % (versions[number], name, number))
                 continue
             versions[number] = name
+            target = os.path.realpath(os.path.join(path, name))
+            if target in real:
+                problems.append("directory %r is the same directory as %r (a symbolic link); each version needs a "
+                                "directory of its own" % (name, real[target]))
+            real.setdefault(target, name)
+        elif name.isdigit():
+            problems.append("directory %r looks like a version but is not a number TF Serving reads (ASCII digits "
+                            "only); TF Serving ignores it" % name)
         elif _LOOKS_LIKE_VERSION.match(name):
             problems.append("directory %r looks like a version but is not a number; TF Serving ignores it "
                             "(name version directories 1, 2, 3...)" % name)
@@ -649,7 +707,10 @@ def read_repository(params, warn):
     previous = None
     for number in sorted(set(declared)):
         version_dir = os.path.join(path, found[number])
-        checksum, file_count, total_bytes = directory_checksum(version_dir)
+        try:
+            checksum, file_count, total_bytes = directory_checksum(version_dir)
+        except SavedModelError as e:
+            raise SavedModelError("%s: version %d (%s): %s" % (path, number, found[number], e))
         entry = {"version": number, "directory": found[number], "checksum": checksum,
                  "file_count": file_count, "total_bytes": total_bytes}
         if not params["checksums_only"]:

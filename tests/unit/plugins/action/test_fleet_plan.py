@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from ansible_collections.mlserve.tfserving.plugins.action import fleet_plan
 from ansible_collections.mlserve.tfserving.plugins.module_utils import plan
 
@@ -35,9 +37,10 @@ LAB = hosts(("s1", ["tfserving"], {"tfserving_port_base": 18500}), ("s2", ["tfse
 
 
 def build(decl=None, inventory=None, **options):
-    options.setdefault("gateway_hosts", ["gw"])
-    return plan.build_plan(declaration() if decl is None else decl, LAB if inventory is None else inventory, GROUPS,
-                           options, read_source=fleet_plan.read_source)
+    inventory = LAB if inventory is None else inventory
+    options.setdefault("gateway_hosts", [h["name"] for h in inventory if "gateway" in h["groups"]])
+    return plan.build_plan(declaration() if decl is None else decl, inventory, GROUPS, options,
+                           read_source=fleet_plan.read_source)
 
 
 def test_role_defaults_come_from_the_roles_own_defaults_files():
@@ -117,10 +120,10 @@ def test_gateway_problems_are_in_the_plan():
     problems = build(inventory=inventory, drained=["s1", "s2", "nohost"])["problems"]
     assert "gateway_drained_hosts: 'nohost' is not a host of this inventory" in problems
     built = build(inventory=inventory, drained=["s1", "s2"])
-    assert ("half_plus version 1 would have no server left: every host serving it (s1, s2) is drained"
+    assert ("half_plus version 1 would have no server left: every host serving it (s1, s2) is drained (gateway_drained_hosts)"
             in built["problems"])
-    assert ('gateway_tls_certificate ("/etc/ssl/gw.pem") and gateway_tls_certificate_key ("") on gw must be set '
-            'together (TLS on) or both left empty (TLS off)') in built["problems"]
+    assert ('gateway_tls_certificate ("/etc/ssl/gw.pem") and gateway_tls_certificate_key ("") must be set '
+            'together (TLS on) or both left empty (TLS off) (on gw)') in built["problems"]
     assert any(p.startswith("gateway port 9000 on gw is claimed by http and status") for p in built["problems"])
 
 
@@ -151,31 +154,45 @@ def test_zero_padded_source_directories_sync_to_their_canonical_number(tmp_path)
         ("%s/00000001/" % source, 1), ("%s/2/" % source, 2)]
 
 
-def test_the_action_plans_a_real_inventory_once(tmp_path):
-    """ansible-playbook with the action: templated host variables, role defaults, every problem at once."""
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(json.dumps({"all": {
-        "vars": {"ansible_connection": "local", "tfserving_models": declaration(),
-                 "port_bases": {"s1": 18500, "s2": 18600}},
-        "children": {"tfserving": {"hosts": {"s1": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"},
-                                             "s2": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"}}},
-                     "gateway": {"hosts": {"gw": {"gateway_http_port": 18080}}}}}}))
-    playbook = tmp_path / "plan.yml"
+def run_action(tmp_path, inventory):
+    """ansible-playbook running the action once over a real inventory: (return code, output, plan)."""
+    (tmp_path / "hosts.yml").write_text(json.dumps(inventory))
     out = tmp_path / "plan.json"
-    playbook.write_text(json.dumps([{
+    (tmp_path / "plan.yml").write_text(json.dumps([{
         "hosts": "all", "gather_facts": False,
         "tasks": [{"mlserve.tfserving.fleet_plan": None, "register": "planned", "run_once": True},
                   {"ansible.builtin.copy": {"content": "{{ planned.plan | to_json }}", "dest": str(out)},
                    "run_once": True, "delegate_to": "localhost"}]}]))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
-                          str(playbook)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    built = json.loads(out.read_text())
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+                          str(tmp_path / "hosts.yml"), str(tmp_path / "plan.yml")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return run.returncode, run.stdout + run.stderr, json.loads(out.read_text()) if out.exists() else None
+
+
+def test_the_action_plans_a_real_inventory_once(tmp_path):
+    """Templated host variables, role defaults, one plan for every host."""
+    rc, output, built = run_action(tmp_path, {"all": {
+        "vars": {"ansible_connection": "local", "tfserving_models": declaration(),
+                 "port_bases": {"s1": 18500, "s2": 18600}},
+        "children": {"tfserving": {"hosts": {"s1": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"},
+                                             "s2": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"}}},
+                     "gateway": {"hosts": {"gw": {"gateway_http_port": 18080}}}}}})
+    assert rc == 0, output
     units = built["profiles"][built["hosts"]["s2"]["profile"]]["units"]
     assert units[0]["rest_port"] == 18601
     assert sorted(built["gateways"]) == ["gw"]
     assert [p["name"] for p in built["gateways"]["gw"]["pools"]][:2] == ["tfs_half_plus_v1", "tfs_half_plus_v2"]
+
+
+def test_a_declaration_only_some_hosts_read_is_refused(tmp_path):
+    rc, output, _ = run_action(tmp_path, {"all": {
+        "vars": {"ansible_connection": "local"},
+        "children": {"tfserving": {"vars": {"tfserving_models": declaration()}, "hosts": {"s1": {}}},
+                     "gateway": {"hosts": {"gw": {}}}}}})
+    assert rc != 0
+    assert ("tfserving_models is not set on gw (it is on s1): declare the fleet once, in group_vars/all"
+            in " ".join(output.split())), output
 
 
 def test_the_action_returns_server_lines_as_nginx_text_and_only_the_parts_asked_for():
@@ -193,3 +210,108 @@ def test_the_action_returns_server_lines_as_nginx_text_and_only_the_parts_asked_
     # A plan the action returned before passes through unchanged.
     assert plan.for_ansible(compact) == compact
     assert sorted(plan.for_ansible(built, ["hosts", "profiles"])) == ["hosts", "problems", "profiles"]
+
+
+def with_model(index, **changes):
+    decl = declaration()
+    decl[index] = dict(decl[index], **changes)
+    return decl
+
+
+ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
+
+
+@pytest.mark.parametrize("decl, inventory, message", [
+    # Names are whole strings: a trailing newline would reach routes.conf and models.config.
+    (with_model(0, name="half_plus\n"), None, "tfserving_models[0].name: 'half_plus\\n' is not a valid model name"),
+    (with_model(0, labels={"stable\n": 1}), None, "tfserving_models[0].labels: 'stable\\n' is not a valid label name"),
+    (with_model(0, routes={"aliases": {"hp_v1\n": 1}}), None,
+     "tfserving_models[0].routes.aliases.hp_v1\n: 'hp_v1\\n' is not a valid alias name"),
+    # An integer is not a float or a bool.
+    (with_model(0, labels={"stable": 1.0, "canary": 2}), None,
+     "tfserving_models[0].labels.stable: 1.0 is not a version number; use one of the declared versions of "
+     "half_plus (1, 2) as an integer"),
+    (with_model(0, labels={"stable": True, "canary": 2}), None, "tfserving_models[0].labels.stable: True is not a version"),
+    (with_model(0, routes={"default": 2.0}), None, "tfserving_models[0].routes.default: 2.0 is neither a label"),
+    (with_model(0, routes={"default": True}), None, "tfserving_models[0].routes.default: True is neither a label"),
+    (with_model(0, routes={"aliases": {"hp_v1": 1.0}}), None,
+     "tfserving_models[0].routes.aliases.hp_v1: 1.0 is not a version number"),
+    (with_model(1, overrides={"\u00b2": {}}), None, "tfserving_models[1].overrides.\u00b2: '\u00b2' is not a declared version"),
+    # Image references.
+    (with_model(0, image="Tensorflow/Serving:2.19 0"), None,
+     "tfserving_models[0].image: 'Tensorflow/Serving:2.19 0' is not an image reference"),
+    (None, hosts(("s1", ["tfserving"], {"serving_image": "tensorflow/serving:latest tag"})),
+     "serving_image: 'tensorflow/serving:latest tag' is not an image reference; use [registry/]name[:tag] in lower "
+     "case, such as tensorflow/serving:2.19.0 (on s1)"),
+    # Ports, as set and as derived.
+    (None, hosts(("s1", ["tfserving"], {"tfserving_port_base": 0})),
+     "tfserving_port_base: 0 is not a port; use an integer from 1 to 65535 (on s1)"),
+    (None, hosts(("s1", ["tfserving"], {"tfserving_port_base": -5})), "tfserving_port_base: -5 is not a port"),
+    (None, hosts(("s1", ["tfserving"], {"tfserving_port_base": "abc"})), "tfserving_port_base: 'abc' is not a port"),
+    (None, hosts(("s1", ["tfserving"], {"tfserving_port_base": 65530})),
+     "tfserving-half_plus_iso-v3 on s1 gets port 65536, past 65535; lower tfserving_port_base or pin its ports"),
+    (ISO_THOUSANDS, hosts(("s1", ["tfserving"], {"tfserving_port_base": 8500})), "past 65535"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 70000})),
+     "gateway_http_port: 70000 is not a port; use an integer from 1 to 65535 (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_grpc_port_base": 65534})),
+     "is not a port from 1 to 65535; lower gateway_grpc_port_base"),
+    # Two serving hosts at one address and port.
+    (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500}),
+                 ("s2", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500})),
+     "s1 and s2 both answer at 127.0.0.1:18500 (tfserving-half_plus, tfserving-half_plus); give each serving host "
+     "its own tfserving_address or tfserving_port_base"),
+    # One host in both groups: the gateway on a serving port; two gateway listeners on one port.
+    (None, hosts(("s1", ["tfserving", "gateway"], {"tfserving_port_base": 18500, "gateway_http_port": 18501,
+                                                    "gateway_status_port": 18081, "gateway_grpc_port_base": None})),
+     "gateway port 18501 on s1 is claimed by tfserving-half_plus (REST) and http"),
+    (None, hosts(("s1", ["tfserving", "gateway"], {"tfserving_port_base": 18500, "gateway_http_port": 18080,
+                                                    "gateway_status_port": 18081, "gateway_grpc_port_base": 18502})),
+     "gateway port 18502 on s1 is claimed by tfserving-half_plus_iso-v1 (gRPC) and gRPC of tfs_half_plus_grpc"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 9000, "gateway_status_port": 9000})),
+     "gateway port 9000 on gw is claimed by http and status"),
+    # Generated names.
+    ([dict(declaration()[1], name="ranker", versions=[1], labels={}),
+      dict(declaration()[0], name="ranker_v1", labels={}, routes={})], None,
+     "upstream tfs_ranker_v1_grpc would serve both ranker version 1 and ranker_v1; rename one of the models"),
+    ([dict(declaration()[1], name="a", versions=[1], labels={}), dict(declaration()[0], name="a-v1", labels={},
+                                                                      routes={})], None,
+     "container tfserving-a-v1 on s1 would run both version 1 of a and model a-v1; rename one of the models"),
+    # Addresses.
+    (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1:18500"})),
+     "tfserving_address: '127.0.0.1:18500' is not a host name or IP address (without a port); the gateway adds "
+     "each server's port itself (on s1)"),
+])
+def test_bad_input_is_refused_naming_the_variable(decl, inventory, message):
+    problems = build(decl, inventory)["problems"]
+    assert any(message in p for p in problems), problems
+
+
+def test_problems_of_every_stage_show_at_once():
+    decl = with_model(0, labels={"stable": 7, "canary": 2})
+    inventory = hosts(("s1", ["tfserving"], {"tfserving_port_base": "abc", "serving_flags": {"prot": 1}}),
+                      ("gw", ["gateway"], {"gateway_tls_certificate": "/x.pem"}))
+    problems = build(decl, inventory)["problems"]
+    assert [p.split(":")[0] for p in problems] == [
+        "tfserving_models[0].labels.stable", "gateway_tls_certificate (\"/x.pem\") and gateway_tls_certificate_key (\"\") "
+        "must be set together (TLS on) or both left empty (TLS off) (on gw)", "serving_flags.prot",
+        "tfserving_port_base"], problems
+
+
+def test_ipv6_addresses_are_bracketed_in_the_upstreams():
+    inventory = hosts(("s1", ["tfserving"], {"tfserving_address": "::1", "tfserving_port_base": 18500}),
+                      ("gw", ["gateway"], {}))
+    built = build(inventory=inventory)
+    assert built["problems"] == []
+    assert "    server [::1]:18501 " in plan.for_ansible(built)["gateways"]["gw"]["upstreams"]
+
+
+def test_every_host_must_read_the_same_declaration():
+    assert plan.declaration_differences("s1", declaration(), {"s2": declaration()}) == []
+    problems = plan.declaration_differences("s1", declaration(), {"s2": None, "gw": declaration()[:1], "s3": None})
+    assert problems == [
+        "tfserving_models is not set on s2, s3 (it is on s1): declare the fleet once, in group_vars/all, so that "
+        "every serving and gateway host reads it",
+        "tfserving_models on gw differs from the one on s1: declare the fleet once, in group_vars/all, and override "
+        "it nowhere"]
+    groups = {"all": ["s1", "s2", "gw", "batch1"], "tfserving": ["s1", "s2"], "gateway": ["gw"], "batch": ["batch1"]}
+    assert plan.served_hosts(declaration(), groups) == {"s1", "s2", "gw"}

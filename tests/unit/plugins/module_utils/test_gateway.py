@@ -181,7 +181,7 @@ def test_drained_hosts_stay_listed_but_down():
 
 def test_draining_every_server_of_a_version_is_a_problem():
     problems = make_plan(drained=["serving1", "serving2"])["problems"]
-    assert "half_plus version 1 would have no server left: every host serving it (serving1, serving2) is drained" \
+    assert "half_plus version 1 would have no server left: every host serving it (serving1, serving2) is drained (gateway_drained_hosts)" \
         in problems
     assert len(problems) == 5
 
@@ -190,8 +190,9 @@ def test_a_model_whose_group_has_no_hosts_is_a_problem_not_an_empty_pool():
     declaration = [dict(DECLARATION[0], hosts="gpu")]
     plan = make_plan(declaration)
     assert plan["pools"] == []
-    assert plan["problems"] == ["half_plus version 1 is served by no host: inventory group 'gpu' has no hosts",
-                                "half_plus version 2 is served by no host: inventory group 'gpu' has no hosts"]
+    assert plan["problems"] == [
+        "half_plus version %d is served by no host: inventory group 'gpu' has no hosts (tfserving_models[0].hosts)" % v
+        for v in (1, 2)]
 
 
 def test_grpc_listens_per_shared_model_and_per_isolated_version():

@@ -159,3 +159,55 @@ def test_ansible_reports_the_failure(tmp_path):
     rc, result = ansible_module("path=%s versions=1,2,3" % model)
     assert rc != 0 and result["failed"]
     assert result["msg"].startswith("%s: version 3 (3): " % model)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda v: os.symlink("/nonexistent", str(v / "assets.extra")),
+     "half_plus: version 1 (1): assets.extra is a symbolic link"),
+    (lambda v: os.symlink(str(v / "loop"), str(v / "loop")), "half_plus: version 1 (1): loop is a symbolic link"),
+    (lambda v: os.mkfifo(str(v / "pipe")), "half_plus: version 1 (1): pipe is not a regular file or directory"),
+])
+def test_links_and_special_files_in_a_version_are_named_and_never_read(tmp_path, make, match):
+    model = copy_model(tmp_path)
+    make(model / "1")
+    fails(params(model, versions=[1]), match)
+    fails(params(model, versions=[1], checksums_only=True), match)
+
+
+def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
+    """As root every file reads, so the refusal comes from open() itself."""
+    model = copy_model(tmp_path)
+    real_open = open
+
+    def refusing_open(path, *args, **kwargs):
+        if str(path).endswith(os.path.join("1", "saved_model.pb")):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    fails(params(model, versions=[1]), "half_plus: version 1 (1): saved_model.pb cannot be read: Permission denied")
+
+
+def test_non_ascii_digits_are_not_versions(tmp_path):
+    model = copy_model(tmp_path)
+    shutil.copytree(str(model / "1"), str(model / "\u00b2"))
+    shutil.copytree(str(model / "1"), str(model / "\u0661"))
+    warnings = []
+    result = read_repository(params(model, strict=False), warnings.append)
+    assert [v["version"] for v in result["versions"]] == [1, 2, 3]
+    assert any("'\u0661' looks like a version but is not a number TF Serving reads" in w for w in warnings)
+    fails(params(model), "'\u00b2' looks like a version but is not a number TF Serving reads (ASCII digits only)")
+
+
+def test_a_version_that_links_to_another_is_named(tmp_path):
+    model = copy_model(tmp_path)
+    shutil.rmtree(str(model / "3"))
+    os.symlink("2", str(model / "3"))
+    fails(params(model), "directory '3' is the same directory as '2' (a symbolic link)")
+
+
+def test_zero_padded_directories_are_their_number(tmp_path):
+    model = copy_model(tmp_path)
+    os.rename(str(model / "2"), str(model / "00000002"))
+    result = read_repository(params(model, versions=[2]), [].append)
+    assert [(v["version"], v["directory"]) for v in result["versions"]] == [(2, "00000002")]
