@@ -106,12 +106,15 @@ class ActionModule(ActionBase):
             raise AnsibleError("fleet_plan: cannot read the inventory's host variables: %s" % to_native(e))
         built = plan.build_plan(declaration, hosts, list(groups.keys()), options,
                                 read_source=read_source if check else None, sources=args.get("sources"))
-        if "declaration" not in args:
-            # Every host must read the same declaration (a group_vars file of
-            # one group would otherwise plan the fleet from one host's copy).
+        # Every host must read the same declaration from the inventory (a
+        # group_vars file of one group would otherwise plan the fleet from one
+        # host's copy). Inventory values are compared: a role's or include's
+        # variables (a rollout stage) are not the inventory's.
+        reference = hostvars[me].get("tfserving_models")
+        if reference is not None:
             others = dict((name, hostvars[name].get("tfserving_models"))
                           for name in plan.served_hosts(declaration, groups) if name != me)
-            built["problems"] += plan.declaration_differences(me, declaration, others)
+            built["problems"] += plan.declaration_differences(me, reference, others)
         result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")))
         if built["problems"] and args.get("fail_on_problems", True):
             result.update(failed=True, msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))

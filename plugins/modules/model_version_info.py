@@ -72,6 +72,12 @@ attributes:
     description: The module never changes anything.
 notes:
   - Directories whose names start with a dot are staging copies and are ignored, as TensorFlow Serving ignores them.
+  - Only directory names of ASCII digits are versions, as TensorFlow Serving parses them (C(00000123) is version 123);
+    a name of other digits (C(²), C(١)) is reported like C(v2).
+  - Only regular files and directories are read. A symbolic link, FIFO, socket or device inside a version fails the
+    module naming it (a FIFO would never end a read; a link would be copied as a link), and so does a version
+    directory that is the same directory as another version. Reads are bounded (100000 files per version, 2 GiB per
+    C(saved_model.pb)).
   - Signatures named C(__saved_model_init_op), which TensorFlow 2 adds to every export, are not reported.
 seealso:
   - name: TensorFlow Serving

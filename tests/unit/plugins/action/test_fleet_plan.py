@@ -240,8 +240,8 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     # Image references.
     (with_model(0, image="Tensorflow/Serving:2.19 0"), None,
      "tfserving_models[0].image: 'Tensorflow/Serving:2.19 0' is not an image reference"),
-    (None, hosts(("s1", ["tfserving"], {"serving_image": "tensorflow/serving:latest tag"})),
-     "serving_image: 'tensorflow/serving:latest tag' is not an image reference; use [registry/]name[:tag] in lower "
+    (None, hosts(("s1", ["tfserving"], {"serving_image": "tensorflow/serving:2.19 tag"})),
+     "serving_image: 'tensorflow/serving:2.19 tag' is not an image reference; use [registry/]name[:tag] in lower "
      "case, such as tensorflow/serving:2.19.0 (on s1)"),
     # Ports, as set and as derived.
     (None, hosts(("s1", ["tfserving"], {"tfserving_port_base": 0})),
