@@ -115,7 +115,10 @@ class ActionModule(ActionBase):
             others = dict((name, hostvars[name].get("tfserving_models"))
                           for name in plan.served_hosts(declaration, groups) if name != me)
             built["problems"] += plan.declaration_differences(me, reference, others)
-        result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")))
         if built["problems"] and args.get("fail_on_problems", True):
-            result.update(failed=True, msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))
+            # The problems only: the plan of an invalid declaration would bury them.
+            result.update(failed=True, problems=built["problems"],
+                          msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))
+            return result
+        result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")))
         return result

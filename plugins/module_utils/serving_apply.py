@@ -35,6 +35,7 @@ CONFIG_FILE = "models.config"
 SPEC_LABEL = "mlserve.tfserving.spec"
 HTTP_TIMEOUT = 3
 POLL_SECONDS = 0.5
+START_FAILURE_POLL_SECONDS = 3
 NANOSECONDS = 1000000000
 
 # 127.0.0.1 must never go through an http_proxy from the environment.
@@ -126,16 +127,19 @@ def _exhausted(versions, status):
                and (e.get("status") or {}).get("error_code", "OK") != "OK" for e in entries)
 
 
-def wait_unit(unit, target, deadline, settle_until=0.0, status=None):
+def wait_unit(unit, target, deadline, settle_until=0.0, status=None, start_failure=None):
     """Poll until every version of `target` is AVAILABLE and every label resolves.
 
     Returns (problems, last status): no problems when done. Gives up at
     `deadline`, or early when a wanted version's loads are exhausted, but
     only after `settle_until`: until the server re-reads a new models.config,
     its status still shows the old config's failures. `status` is a first
-    answer already in hand.
+    answer already in hand. `start_failure()`, asked while the server does
+    not answer, names a load that made the server stop at start-up (it
+    would fail the same way at each restart), and ends the wait.
     """
     checked = dict(unit, versions=target["versions"])
+    asked = 0.0
     while True:
         if status is None:
             status = model_status(unit)
@@ -144,6 +148,12 @@ def wait_unit(unit, target, deadline, settle_until=0.0, status=None):
         if not problems or now + POLL_SECONDS > deadline or (now >= settle_until
                                                                and _exhausted(target["versions"], status)):
             return problems, status
+        if status is None and start_failure is not None and now - asked >= START_FAILURE_POLL_SECONDS:
+            asked = now
+            failure = start_failure()
+            if failure:
+                # An empty status: the server said nothing, and the failure says why.
+                return ["%s: %s" % (unit["name"], failure)], {}
         time.sleep(POLL_SECONDS)
         status = None
 
@@ -357,17 +367,43 @@ def _summary(container):
             "status": container.status}
 
 
-def _container_note(client, name):
-    """The container's state and last log lines, for a server that never answered."""
+# What TF Serving logs when a version fails to load (util/retrier.cc), and
+# when that stops it at start-up (main.cc: it exits, and a restart fails alike).
+_LOAD_ERROR = re.compile(r"Loading servable: \{name: (\S+) version: (\d+)\} cannot be loaded: (.*)$")
+_START_FAILED = "Failed to start server"
+
+
+def _container_logs(client, name, lines):
     from docker.errors import DockerException
     try:
         container = _get_container(client, name)
-        lines = container.logs(tail=3).decode("utf-8", "replace").strip().splitlines() if container else []
+        text = container.logs(tail=lines).decode("utf-8", "replace") if container else ""
     except DockerException as e:
-        return " (container state unknown: %s)" % e
+        return None, "container state unknown: %s" % e
     if container is None:
-        return " (the container is gone)"
-    return " (container %s; last log lines: %s)" % (container.status, " | ".join(lines) or "none")
+        return None, "the container is gone"
+    return container, text.strip().splitlines()
+
+
+def start_failure(client, name):
+    """The version whose load stopped the server at start-up, in the server's words; None if there is none."""
+    container, lines = _container_logs(client, name, 50)
+    if container is None or not any(_START_FAILED in line for line in lines):
+        return None
+    for line in reversed(lines):
+        match = _LOAD_ERROR.search(line)
+        if match:
+            return ("version %s of %s failed to load, and the server stopped at start-up: %s"
+                    % (match.group(2), match.group(1), match.group(3)))
+    return "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1]
+
+
+def _container_note(client, name):
+    """The container's state and last log lines, for a server that never answered."""
+    container, lines = _container_logs(client, name, 3)
+    if container is None:
+        return " (%s)" % lines
+    return " (container %s; last log lines: %s)" % (container.status, " | ".join(lines[-3:]) or "none")
 
 
 # ---------------------------------------------------------------- the whole host
@@ -457,7 +493,8 @@ def _wait_steps(client, plans, result, deadline):
         name = plan["unit"]["name"]
         # The status read while planning still describes an unchanged container's server.
         first = plan["status"] if index == 0 and result["units"][name]["container"] == "unchanged" else None
-        found, status = wait_unit(plan["unit"], plan["steps"][index], deadline, plan.get("settle_until", 0.0), first)
+        found, status = wait_unit(plan["unit"], plan["steps"][index], deadline, plan.get("settle_until", 0.0), first,
+                                  lambda: start_failure(client, name))
         if found and status is None:
             found[-1] += _container_note(client, name)
         return found

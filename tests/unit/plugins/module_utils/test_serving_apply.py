@@ -520,3 +520,21 @@ def test_planned_ports_held_by_others_are_problems_but_our_running_containers_ar
         "pin another port, or change tfserving_port_base",
         "port 29991 on h1 is claimed by tfserving-other (gRPC) and already held by a process this host cannot name "
         "(another container or namespace); free it, pin another port, or change tfserving_port_base"]
+
+
+def test_a_server_that_stopped_at_start_up_is_named_with_the_version_and_its_load_error(tmp_path):
+    """TF Serving exits when a first load fails; its log names the version and the error, and the wait ends."""
+    unit = make_unit(tmp_path, versions=(1,))
+    client = FakeClient()
+    container = client.add_like(sa.desired_container(unit), status="restarting")
+    container.log_lines = (
+        "I tensorflow_serving/core/loader_harness.cc:76] Loading servable version {name: half_plus version: 1}\n"
+        "E tensorflow_serving/util/retrier.cc:40] Loading servable: {name: half_plus version: 1} cannot be loaded: "
+        "NOT_FOUND: Could not find meta graph def matching supplied tags: { missing }.\n"
+        "Failed to start server. Error: UNKNOWN: 1 servable(s) did not become available\n").splitlines()
+    started = time.monotonic()
+    with pytest.raises(sa.ApplyError) as e:
+        sa.apply(client, units=[unit], host="host1", wait_timeout=60)
+    assert time.monotonic() - started < 15
+    assert ("host1: tfserving-half_plus: version 1 of half_plus failed to load, and the server stopped at start-up: "
+            "NOT_FOUND: Could not find meta graph def matching supplied tags: { missing }.") in e.value.msg
