@@ -41,8 +41,10 @@ images: engine venv
 lint: venv
 	yamllint --strict .
 	ansible-lint
-	# The example inventories' declarations pass the preflight (it contacts no host).
-	for i in staging production; do ansible-playbook playbooks/preflight.yml -i inventories/$$i || exit 1; done
+	# The example inventories' declarations pass the preflight (it contacts no
+	# host; their model sources are not on this machine).
+	for i in staging production; do \
+	  ansible-playbook playbooks/preflight.yml -i inventories/$$i -e tfserving_check_sources=false || exit 1; done
 
 unit: venv engine
 	pytest -q tests/unit

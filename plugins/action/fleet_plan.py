@@ -16,6 +16,7 @@ import os
 import yaml
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.mlserve.tfserving.plugins.module_utils import plan, saved_model
 
@@ -87,7 +88,7 @@ class ActionModule(ActionBase):
             "served": args.get("served", self._templar.template(task_vars.get("gateway_served_models"))),
             "gateway_hosts": groups.get("gateway", []),
         }
-        check = args.get("check_sources", True)
+        check = boolean(args.get("check_sources", True), strict=True)
         defaults = role_defaults()
         me = task_vars.get("inventory_hostname")
         try:
@@ -115,7 +116,7 @@ class ActionModule(ActionBase):
             others = dict((name, hostvars[name].get("tfserving_models"))
                           for name in plan.served_hosts(declaration, groups) if name != me)
             built["problems"] += plan.declaration_differences(me, reference, others)
-        if built["problems"] and args.get("fail_on_problems", True):
+        if built["problems"] and boolean(args.get("fail_on_problems", True), strict=True):
             # The problems only: the plan of an invalid declaration would bury them.
             result.update(failed=True, problems=built["problems"],
                           msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))

@@ -75,7 +75,8 @@ def gateway_plan(models, backends, options=None):
             servers = rest.get((name, version), [])
             if not servers:
                 problems.append("%s version %d is served by no host: inventory group %r has no hosts "
-                                "(tfserving_models[%d].hosts)" % (name, version, model["hosts"], index))
+                                "(tfserving_models[%d].hosts)" % (name, version, model["hosts"],
+                                                                  model.get("position", index)))
                 continue
             if all(s["down"] for s in servers):
                 problems.append("%s version %d would have no server left: every host serving it (%s) is drained "

@@ -94,6 +94,20 @@ def served_hosts(declaration, groups):
     return names
 
 
+def _usable_models(declaration, problems):
+    """The positions of the models that no problem names; None when the declaration is not a list of models."""
+    if not isinstance(declaration, list):
+        return None
+    named = set()
+    for problem in problems:
+        match = re.match(r"tfserving_models\[(\d+)\]", problem)
+        if match:
+            named.add(int(match.group(1)))
+        elif problem.startswith("tfserving_models"):
+            return None
+    return [i for i in range(len(declaration)) if i not in named]
+
+
 def _groups_served(declarations):
     """The inventory groups that serve models, read from declarations that may not be valid yet."""
     groups = set()
@@ -234,9 +248,16 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     """
     options = options or {}
     problems = fleet.validate_models(declaration, groups)
+    # The models without a problem of their own are still derived, so that
+    # a mistake in one model does not hide the port or routing problems of
+    # the others.
+    usable = _usable_models(declaration, problems)
     served = options.get("served") or {}
     for host, other in sorted(served.items()):
-        problems += ["gateway_served_models.%s: %s" % (host, p) for p in fleet.validate_models(other, groups)]
+        served_problems = fleet.validate_models(other, groups)
+        problems += ["gateway_served_models.%s: %s" % (host, p) for p in served_problems]
+        if served_problems:
+            served = {}
     names = set(h["name"] for h in hosts)
     for host in sorted(set(options.get("drained") or []) - names, key=str):
         problems.append("gateway_drained_hosts: %r is not a host of this inventory" % (host,))
@@ -251,9 +272,10 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     problems += host_level
     plan = {"inputs": plan_inputs(declaration, options), "host_inputs": dict((h["name"], h) for h in hosts),
             "problems": problems, "hosts": {}, "profiles": {}, "gateways": {}, "sources": dict(sources or {})}
-    if problems and (len(problems) > len(host_level) or any(not _is_port(h["port_base"]) for h in serving_hosts)):
-        # The derivation reads the declaration's fields and the port bases; it needs them valid.
+    if usable is None or any(not _is_port(h["port_base"]) for h in serving_hosts):
+        # The derivation needs a list of models and every port base.
         return plan
+    declaration = [declaration[i] for i in usable]
 
     backends = []
     for host in serving_hosts:
@@ -272,6 +294,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     problems += _shared_addresses(backends)
 
     models = fleet.normalize_models(declaration)
+    for position, model in zip(usable, models):
+        model["position"] = position  # in tfserving_models, for the messages
     for host in hosts:
         if host["name"] not in gateway_hosts:
             continue
@@ -292,7 +316,7 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         plan["gateways"][host["name"]] = routing
 
     if read_source is not None:
-        for index, model in enumerate(models):
+        for index, model in zip(usable, models):
             known = dict((v["version"], v) for v in plan["sources"].get(model["name"], []))
             if set(model["versions"]) <= set(known):
                 continue

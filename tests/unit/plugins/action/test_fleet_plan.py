@@ -315,3 +315,17 @@ def test_every_host_must_read_the_same_declaration():
         "it nowhere"]
     groups = {"all": ["s1", "s2", "gw", "batch1"], "tfserving": ["s1", "s2"], "gateway": ["gw"], "batch": ["batch1"]}
     assert plan.served_hosts(declaration(), groups) == {"s1", "s2", "gw"}
+
+
+def test_a_mistake_in_one_model_does_not_hide_the_others_problems():
+    decl = [dict(declaration()[0], labels={"stable": 7}),
+            dict(declaration()[1], rest_port=None, overrides={2: {"rest_port": 30001}, 3: {"grpc_port": 30001}}),
+            dict(declaration()[0], name="elsewhere", hosts="gpu", source="/nonexistent/x")]
+    problems = plan.build_plan(
+        decl, LAB, GROUPS + ["gpu"], {"gateway_hosts": ["gw"]}, read_source=fleet_plan.read_source)["problems"]
+    assert any(p.startswith("tfserving_models[0].labels.stable: 7") for p in problems), problems
+    assert any(p.startswith("port 30001 on s1 is claimed by tfserving-half_plus_iso-v2 (REST) and "
+                            "tfserving-half_plus_iso-v3 (gRPC)") for p in problems), problems
+    assert any(p.startswith("elsewhere version 1 is served by no host: inventory group 'gpu' has no hosts "
+                            "(tfserving_models[2].hosts)") for p in problems), problems
+    assert "tfserving_models[2].source: model base path /nonexistent/x is not a directory" in problems
