@@ -44,10 +44,6 @@ DEFAULT_PORT_BASE = 8500
 DEFAULT_GROUP = "tfserving"
 
 
-class FleetError(Exception):
-    """The declaration cannot be served as written."""
-
-
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
