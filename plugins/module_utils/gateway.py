@@ -18,9 +18,8 @@ __metaclass__ = type
 
 # TF Serving's REST suffixes; nothing (the status of a version) is matched too.
 VERBS = "(:predict|:classify|:regress|/metadata)?"
-# Model and label names are validated to these characters, so a name can be
-# put into a regular expression or an nginx string as it is.
-NAME_CHARS = "[A-Za-z0-9_-]"
+# Model and label names are validated (fleet.MODEL_NAME, LABEL_NAME) to
+# characters that go into a regular expression or an nginx string as they are.
 
 
 def _var(index, what):
