@@ -22,11 +22,15 @@ help:
 	@echo "make test      everything CI runs: lint, unit tests, collection build, Molecule scenarios"
 	@echo "make lint | unit | molecule | build | clean"
 
-$(BIN)/.installed: requirements.txt requirements-nodeps.txt
+$(BIN)/.installed: requirements.txt requirements-nodeps.txt tests/serving_double/tensorflow_protos.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	# TensorFlow's generated protos (TensorProto, Example, ...), which the
+	# serving APIs import, without TensorFlow itself.
+	PYTHON=$(BIN)/python $(BIN)/python tests/serving_double/tensorflow_protos.py \
+	  "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 	touch $@
 
 venv: $(BIN)/.installed

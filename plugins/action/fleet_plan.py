@@ -25,7 +25,8 @@ ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
 # read from the roles' own defaults/main.yml, so there is one default.
 ROLE_VARIABLES = {
     "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags"),
-    "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_http_port",
+    "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",
+                "gateway_http_port",
                 "gateway_status_port", "gateway_https_port", "gateway_tls_certificate",
                 "gateway_tls_certificate_key", "gateway_max_fails", "gateway_fail_timeout",
                 "gateway_upstream_keepalive"),

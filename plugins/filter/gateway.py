@@ -16,4 +16,6 @@ class FilterModule(object):
             "gateway_port_problems": gateway.gateway_port_problems,
             "route_examples": gateway.route_examples,
             "route_results": gateway.route_results,
+            "grpc_route_results": gateway.grpc_route_results,
+            "route_table": gateway.route_table,
         }

@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 # TF Serving's REST suffixes; nothing (the status of a version) is matched too.
 VERBS = "(:predict|:classify|:regress|/metadata)?"
 # Model and label names are validated (fleet.MODEL_NAME, LABEL_NAME) to
@@ -44,9 +46,11 @@ def gateway_plan(models, backends, options=None):
     rolling upgrade is not always `models`). `options`: `drained` (hosts
     whose servers are marked down), `grpc_port_base` (None: no gRPC
     listeners), `pin_header` and `pin_cookie` (how a client pins itself to
-    a label).
-    Returns a dict with `pools`, `grpc`, `models` (per-model split data),
-    `routes` (nginx locations in match order), `pin` and `problems`.
+    a label), `pin_version_header` (how a gRPC client of an isolated model
+    names a version).
+    Returns a dict with `pools`, `grpc_pools`, `grpc` (the listeners),
+    `models` (per-model split data), `routes` (nginx locations in match
+    order), `pin` and `problems`.
     """
     options = options or {}
     drained = set(options.get("drained") or [])
@@ -88,9 +92,9 @@ def gateway_plan(models, backends, options=None):
                                  _pool_name(name, version),
                                  example="/v1/models/%s/versions/%d" % (name, version)))
         for label, version in sorted(model["labels"].items()):
-            routes.append(_route("label", "%s/labels/%s%s$" % (base, label, VERBS), name, version,
-                                 _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
-                                 example="/v1/models/%s/labels/%s" % (name, label)))
+            routes.append(dict(_route("label", "%s/labels/%s%s$" % (base, label, VERBS), name, version,
+                                      _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
+                                      example="/v1/models/%s/labels/%s" % (name, label)), label=label))
         for alias, version in sorted(model["routes"]["aliases"].items()):
             routes.append(_route("alias", "^/v1/models/%s%s$" % (alias, VERBS), name, version,
                                  _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
@@ -113,41 +117,77 @@ def gateway_plan(models, backends, options=None):
             "labels": dict(model["labels"]),
         })
 
+    header = options.get("pin_header") or "X-Model-Label"
+    cookie = options.get("pin_cookie") or "model_label"
+    version_header = options.get("pin_version_header") or "X-Model-Version"
+    grpc_pools = []
     grpc_listeners = []
     port_base = options.get("grpc_port_base")
     if port_base is not None:
-        for i, (key, servers) in enumerate(sorted(grpc.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))):
-            model, version = key
-            suffix = "_v%d" % version if version is not None else ""
-            grpc_listeners.append({"name": "tfs_%s%s_grpc" % (model, suffix), "model": model, "version": version,
-                                   "port": int(port_base) + i,
-                                   "servers": sorted(servers, key=lambda s: (s["host"], s["port"]))})
+        grpc_pools = [{"name": "tfs_%s%s_grpc" % (model, "_v%d" % version if version is not None else ""),
+                       "model": model, "version": version,
+                       "servers": sorted(servers, key=lambda s: (s["host"], s["port"]))}
+                      for (model, version), servers in sorted(grpc.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))]
+        # One listener per model, numbered in declaration order, so that a
+        # model's port does not move when versions come and go (rollouts).
+        for index, (model, plan_model) in enumerate(zip(models, plan_models)):
+            grpc_listeners.append(_grpc_listener(model, plan_model, int(port_base) + index, grpc_pools))
 
     # Upstream names come from model names and versions: two models must not
     # make the same one (an isolated "ranker" version 1 and a shared "ranker_v1").
     owners = {}
-    for pool in pools + grpc_listeners:
+    for pool in pools + grpc_pools:
         owner = "%s version %s" % (pool["model"], pool["version"]) if pool["version"] is not None else pool["model"]
         if pool["name"] in owners and owners[pool["name"]] != owner:
             problems.append("upstream %s would serve both %s and %s; rename one of the models in tfserving_models"
                             % (pool["name"], owners[pool["name"]], owner))
         owners.setdefault(pool["name"], owner)
 
-    header = options.get("pin_header") or "X-Model-Label"
-    cookie = options.get("pin_cookie") or "model_label"
     return {
         "pools": pools,
+        "grpc_pools": grpc_pools,
         "grpc": grpc_listeners,
         "models": plan_models,
         "routes": routes,
-        "pin": {"header": header, "cookie": cookie,
-                "header_var": "http_" + header.lower().replace("-", "_"), "cookie_var": "cookie_" + cookie},
+        "pin": {"header": header, "cookie": cookie, "version_header": version_header,
+                "header_var": _header_var(header), "cookie_var": "cookie_" + cookie,
+                "version_header_var": _header_var(version_header)},
         "problems": problems,
     }
 
 
+def _header_var(header):
+    return "http_" + header.lower().replace("-", "_")
+
+
+def _grpc_listener(model, plan_model, port, grpc_pools):
+    """The gRPC listener of one model.
+
+    A gRPC call names its model, version or label inside the protobuf body,
+    which nginx does not read. A shared model's containers each serve every
+    version and label, so the listener forwards to all of them and the
+    request's ModelSpec chooses. An isolated model's versions live in
+    separate containers that know no labels: the client names the version
+    or label in gRPC metadata (the pin headers), which nginx maps to the
+    version's pool; without either, the unversioned route's version answers.
+    `choices` are the nginx map entries "version:label" -> version.
+    """
+    name = model["name"]
+    listener = {"name": "tfs_%s_grpc" % name, "model": name, "port": port, "topology": model["topology"],
+                "version_var": None, "pool_prefix": None, "choices": []}
+    if model["topology"] == "isolated":
+        served = [p["version"] for p in grpc_pools if p["model"] == name]
+        listener["pool_prefix"] = "tfs_%s_v" % name
+        listener["version_var"] = plan_model["version_var"].replace("_version", "_grpc_version")
+        listener["choices"] = ([(":", "$" + plan_model["version_var"])]
+                               + [("%d:" % v, str(v)) for v in model["versions"] if v in served]
+                               + [(":%s" % label, str(v)) for label, v in sorted(model["labels"].items())
+                                  if v in served])
+    return listener
+
+
 def render_upstreams(plan, settings):
-    """The nginx upstream blocks of every REST pool and gRPC listener, as text.
+    """The nginx upstream blocks of every REST and gRPC pool, as text.
 
     The bulk of a large fleet's configuration (a pool per version, listing
     every host that serves it): written here rather than looped over in the
@@ -156,7 +196,7 @@ def render_upstreams(plan, settings):
     """
     suffix = " max_fails=%s fail_timeout=%s" % (settings["max_fails"], settings["fail_timeout"])
     lines = []
-    for pool in list(plan["pools"]) + list(plan["grpc"]):
+    for pool in list(plan["pools"]) + list(plan["grpc_pools"]):
         lines.append("upstream %s {" % pool["name"])
         lines += ["    server %s:%d%s%s;  # %s" % ("[%s]" % s["address"] if ":" in s["address"] else s["address"],
                                                    s["port"], suffix, " down" if s["down"] else "", s["host"])
@@ -180,6 +220,55 @@ def route_examples(plan):
     return examples
 
 
+def route_table(plan, rest_url, grpc_address):
+    """Every route of one gateway, REST and gRPC, as a client uses it.
+
+    `rest_url`: the gateway's REST base URL; `grpc_address`: the host name
+    or address gRPC clients dial. Each route: `protocol` (rest, grpc),
+    `model`, `version` (the version it resolves to now; null where a split
+    picks, with `split` giving each version's share), `label` (or null),
+    `url` (REST), `target` (gRPC host:port), `model_spec` (what a gRPC
+    client puts in its ModelSpec) and `metadata` (gRPC metadata it sends).
+    """
+    models = dict((m["name"], m) for m in plan["models"])
+    table = []
+
+    def add(protocol, model, versions, label, **where):
+        version = versions[0] if len(versions) == 1 else None
+        row = {"protocol": protocol, "model": model, "version": version, "label": label, "url": None,
+               "target": None, "model_spec": None, "metadata": {}}
+        row.update(where)
+        if version is None:
+            row["split"] = dict((str(v), w) for v, w in sorted(models[model]["weights"].items()))
+        table.append(row)
+
+    for route, example in zip(plan["routes"], route_examples(plan)):
+        add("rest", route["model"], example["versions"], route.get("label"), url=rest_url + example["path"])
+    for listener in plan["grpc"]:
+        name = listener["model"]
+        model = models[name]
+        versions = sorted(p["version"] for p in plan["pools"] if p["model"] == name)
+        target = "%s:%d" % (grpc_address, listener["port"])
+        if listener["topology"] == "shared":
+            # TF Serving answers a ModelSpec without version with its newest version.
+            add("grpc", name, versions[-1:], None, target=target, model_spec={"name": name})
+            for v in versions:
+                add("grpc", name, [v], None, target=target, model_spec={"name": name, "version": v})
+            for label, v in sorted(model["labels"].items()):
+                add("grpc", name, [v], label, target=target, model_spec={"name": name, "version_label": label})
+            continue
+        # An isolated model's containers know no labels: the metadata chooses.
+        pin = plan["pin"]
+        add("grpc", name, sorted(model["weights"]), None, target=target, model_spec={"name": name})
+        for v in versions:
+            add("grpc", name, [v], None, target=target, model_spec={"name": name, "version": v},
+                metadata={pin["version_header"].lower(): str(v)})
+        for label, v in sorted(model["labels"].items()):
+            add("grpc", name, [v], label, target=target, model_spec={"name": name},
+                metadata={pin["header"].lower(): label})
+    return table
+
+
 def route_results(answers):
     """The uri answers to route_examples' metadata requests, judged.
 
@@ -198,6 +287,24 @@ def route_results(answers):
                else "HTTP %s %s" % (answer.get("status"), (answer.get("json") or {}).get("error", "")))
         rows.append({"path": example["path"], "versions": example["versions"], "answered": version, "ok": ok,
                      "line": "%-40s -> %s (declared %s)%s" % (example["path"], got, declared, "" if ok else "  ! WRONG")})
+    return rows
+
+
+def grpc_route_results(answers):
+    """grpc_model_metadata's answers to route_table's gRPC routes, judged like route_results."""
+    rows = []
+    for answer in answers:
+        route = answer["item"]
+        expected = [route["version"]] if route["version"] is not None else sorted(int(v) for v in route["split"])
+        version = (answer.get("model_spec") or {}).get("version")
+        ok = answer.get("code") == "OK" and version in expected
+        asked = "%s %s%s" % (route["target"], json.dumps(route["model_spec"], sort_keys=True),
+                             " " + json.dumps(route["metadata"], sort_keys=True) if route["metadata"] else "")
+        got = ("version %d" % version if answer.get("code") == "OK" and version is not None
+               else "%s %s" % (answer.get("code") or "no answer", answer.get("details") or answer.get("msg") or ""))
+        rows.append({"route": route, "answered": version, "ok": ok,
+                     "line": "%-60s -> %s (declared %s)%s" % (asked, got, " or ".join(str(v) for v in expected),
+                                                              "" if ok else "  ! WRONG")})
     return rows
 
 

@@ -302,7 +302,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         settings = host["gateway"]
         routing = gateway.gateway_plan(models, backends, {
             "drained": options.get("drained") or [], "grpc_port_base": settings.get("grpc_port_base"),
-            "pin_header": settings.get("pin_header"), "pin_cookie": settings.get("pin_cookie")})
+            "pin_header": settings.get("pin_header"), "pin_cookie": settings.get("pin_cookie"),
+            "pin_version_header": settings.get("pin_version_header")})
         problems += [p for p in routing.pop("problems") if p not in problems]
         # A host in both groups: its gateway must not listen on its serving ports.
         own = plan["hosts"].get(host["name"])
@@ -344,7 +345,7 @@ def for_ansible(plan, parts=None):
                 continue
             compact = dict(routing, upstreams=gateway.render_upstreams(routing, plan["host_inputs"][host]["gateway"]))
             compact["pools"] = [dict((k, v) for k, v in p.items() if k != "servers") for p in routing["pools"]]
-            compact["grpc"] = [dict((k, v) for k, v in g.items() if k != "servers") for g in routing["grpc"]]
+            compact["grpc_pools"] = [dict((k, v) for k, v in g.items() if k != "servers") for g in routing["grpc_pools"]]
             gateways[host] = compact
         out["gateways"] = gateways
     return out

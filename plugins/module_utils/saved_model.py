@@ -66,6 +66,11 @@ SCHEMA = {
     "TensorProto": {1: ("dtype", "enum"), 2: ("tensor_shape", "TensorShapeProto"), 4: ("tensor_content", "bytes"),
                     5: ("float_val", "float"), 6: ("double_val", "double"), 7: ("int_val", "int"),
                     10: ("int64_val", "int"), 11: ("bool_val", "bool")},
+    # TF Serving's answer to GetModelMetadata, as far as grpc_model_metadata reads it.
+    "GetModelMetadataResponse": {1: ("model_spec", "ModelSpec")},
+    "ModelSpec": {1: ("name", "string"), 2: ("version", "Int64Value"), 3: ("signature_name", "string"),
+                  4: ("version_label", "string")},
+    "Int64Value": {1: ("value", "int")},
 }
 
 _FIXED = {"float": ("<f", 4), "double": ("<d", 8)}

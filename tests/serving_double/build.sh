@@ -11,9 +11,10 @@
 # ENTRYPOINT /usr/bin/tf_serving_entrypoint.sh (the official script, no exec),
 # ENV MODEL_NAME=model MODEL_BASE_PATH=/models, EXPOSE 8500 8501, no curl/wget.
 #
-# Python dependencies (protobuf, tensorflow-serving-api) are pure-Python
-# wheels fetched on this machine with pip (cached under
-# ${XDG_CACHE_HOME:-~/.cache}/mlserve/serving-double-wheels) and copied into the
+# Python dependencies (protobuf, tensorflow-serving-api, grpcio for the base
+# image's Python 3.11, and TensorFlow's generated protos taken out of the
+# tensorflow-cpu wheel by tensorflow_protos.py) are fetched on this machine with
+# pip (cached under ${XDG_CACHE_HOME:-~/.cache}/mlserve) and copied into the
 # image: the build itself uses no network and no image builder
 # (docker create + docker cp + docker commit).
 set -euo pipefail
@@ -25,8 +26,13 @@ python=${PYTHON:-python3}
 
 PROTOBUF_VERSION=6.33.1
 SERVING_API_VERSION=2.21.0
+GRPCIO_VERSION=1.84.0
+TYPING_EXTENSIONS_VERSION=4.16.0  # grpcio's one dependency
+arch=$(uname -m)
 wheels=("protobuf-${PROTOBUF_VERSION}-py3-none-any.whl"
-        "tensorflow_serving_api-${SERVING_API_VERSION}-py2.py3-none-any.whl")
+        "tensorflow_serving_api-${SERVING_API_VERSION}-py2.py3-none-any.whl"
+        "typing_extensions-${TYPING_EXTENSIONS_VERSION}-py3-none-any.whl"
+        "grpcio-${GRPCIO_VERSION}-cp311-cp311-manylinux2014_${arch}.manylinux_2_17_${arch}.whl")
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   echo "base image '$base' not found locally (build one, e.g. lab/build-image.sh debian12)" >&2
@@ -34,7 +40,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
 fi
 base_id=$(docker image inspect -f '{{.Id}}' "$base")
 
-inputs=("$0" "$here/model_server_double.py" "$here/tensorflow_model_server" "$here/tf_serving_entrypoint.sh"
+inputs=("$0" "$here"/*.py "$here/tensorflow_model_server" "$here/tf_serving_entrypoint.sh"
         "$here/README.md" "$repo/plugins/module_utils/saved_model.py")
 hash=$( { echo "$base_id"; printf '%s\n' "${wheels[@]}"; cat "${inputs[@]}"; } | sha256sum | cut -c1-12)
 tag="mlserve-test/tfserving-double:${hash}"
@@ -51,7 +57,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "downloading wheels into $cache" >&2
   "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --platform any --python-version 3.11 --implementation py --dest "$cache" \
-    "protobuf==${PROTOBUF_VERSION}" "tensorflow-serving-api==${SERVING_API_VERSION}" >&2
+    "protobuf==${PROTOBUF_VERSION}" "tensorflow-serving-api==${SERVING_API_VERSION}" \
+    "typing-extensions==${TYPING_EXTENSIONS_VERSION}" >&2
+  "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform "manylinux2014_${arch}" --python-version 3.11 --implementation cp --abi cp311 --dest "$cache" \
+    "grpcio==${GRPCIO_VERSION}" >&2
 fi
 for w in "${wheels[@]}"; do
   [ -s "$cache/$w" ] || { echo "wheel $w is missing from $cache" >&2; exit 1; }
@@ -67,11 +77,16 @@ trap cleanup EXIT
 
 lib="$ctx/usr/lib/tfserving-double"
 mkdir -p "$lib/site-packages" "$ctx/usr/bin" "$ctx/models"
-# Pure-Python wheels install by unpacking them (no pip inside the image).
+# Wheels install by unpacking them (no pip inside the image).
 for w in "${wheels[@]}"; do
   "$python" -m zipfile -e "$cache/$w" "$lib/site-packages"
 done
-cp "$here/model_server_double.py" "$here/README.md" "$repo/plugins/module_utils/saved_model.py" "$lib/"
+PYTHON="$python" "$python" "$here/tensorflow_protos.py" "$lib/site-packages"
+find "$lib/site-packages" -name '__pycache__' -prune -exec rm -rf {} +
+cp "$here/README.md" "$repo/plugins/module_utils/saved_model.py" "$lib/"
+for f in "$here"/*.py; do
+  [ "$(basename "$f")" = tensorflow_protos.py ] || cp "$f" "$lib/"  # build tooling, not the server
+done
 cp "$here/tensorflow_model_server" "$here/tf_serving_entrypoint.sh" "$ctx/usr/bin/"
 chmod -R u=rwX,go=rX "$ctx/usr" "$ctx/models"
 chmod 755 "$ctx/usr/bin/tensorflow_model_server" "$ctx/usr/bin/tf_serving_entrypoint.sh"

@@ -18,21 +18,22 @@ observe from outside the real server:
 - the AspiredVersionsManager with the AvailabilityPreservingPolicy (a new
   version loads before an old one unloads), states START, LOADING, AVAILABLE,
   UNLOADING, END, load retries, unloaded versions kept as END;
-- start-up that blocks until every model has loaded, then binds ``--port``
-  (a plain TCP listener standing in for gRPC, SO_REUSEPORT like gRPC unless
-  ``--grpc_channel_arguments=grpc.so_reuseport=0``), then the REST port;
+- start-up that blocks until every model has loaded, then starts gRPC on
+  ``--port`` (SO_REUSEPORT unless ``--grpc_channel_arguments`` has
+  ``grpc.so_reuseport=0``), then the REST port;
+- the gRPC API (grpc_api.py): PredictionService and ModelService with the
+  real status codes and messages;
 - the REST API: paths, JSON shapes and formatting, error messages and HTTP
-  codes of ``http_rest_api_handler.cc``/``json_tensor.cc``; predict EVALUATES
-  small GraphDefs (Placeholder, Const, Identity, Mul, AddV2, ...) so that an
-  answer proves which version served it;
+  codes of ``http_rest_api_handler.cc``/``json_tensor.cc``; predict, classify
+  and regress EVALUATE the model (evaluation.py: TF1 graphs, TF2 functions,
+  variables restored at load time, tf.Example parsing) so that an answer
+  proves which version served it;
 - Prometheus metrics at the configured path on the REST port.
 
-It does NOT run TensorFlow: graphs using other ops (for example a TF2 Keras
-export, whose signature calls a function with variables) load and report
-AVAILABLE, and their metadata is served, but predict answers a 501
-``{"error": ...}`` saying the double cannot evaluate them. gRPC is not spoken
-on ``--port``: connections are accepted and closed. See README.md beside this
-file for the full list of deviations.
+It does NOT run TensorFlow: a model using an op evaluation.py does not know
+loads and reports AVAILABLE, and its metadata is served, but inference
+answers 501 ``{"error": ...}`` (gRPC UNIMPLEMENTED) saying the double cannot
+evaluate it. See README.md beside this file for the full list of deviations.
 
 Knobs that exist only in the double (environment variables, so that the
 command line stays exactly the real one):
@@ -45,6 +46,7 @@ command line stays exactly the real one):
   at its place in the collection.
 """
 
+import base64
 import datetime
 import importlib.util
 import json
@@ -54,7 +56,6 @@ import re
 import signal
 import socket
 import socketserver
-import struct
 import sys
 import threading
 import time
@@ -64,14 +65,23 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Wheels installed by build.sh into the image sit beside this file.
-for _site in (os.path.join(HERE, "site-packages"),):
+# The double's other modules, and the wheels build.sh installs into the
+# image, sit beside this file.
+for _site in (HERE, os.path.join(HERE, "site-packages")):
     if os.path.isdir(_site) and _site not in sys.path:
         sys.path.insert(0, _site)
 
 from google.protobuf import descriptor_pb2, descriptor_pool, text_format  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
 from google.protobuf import wrappers_pb2  # noqa: E402,F401  (registers wrappers.proto)
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+from tf_status import Status  # noqa: E402
+import grpc_api  # noqa: E402
+import evaluation  # noqa: E402
+from evaluation import Tensor, dtype_string, f32  # noqa: E402
+from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
+from tensorflow.core.example import feature_pb2  # noqa: E402
+from tensorflow_serving.apis import input_pb2  # noqa: E402
 
 from google.protobuf import message_factory  # noqa: E402
 
@@ -111,30 +121,6 @@ def log(level, where, message):
     with _log_lock:
         sys.stderr.write(line)
         sys.stderr.flush()
-
-
-# ---------------------------------------------------------------- status (absl::Status)
-
-HTTP_CODES = {
-    "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
-    "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401,
-}
-
-
-class Status(Exception):
-    def __init__(self, code, message):
-        Exception.__init__(self, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self):
-        return "%s: %s" % (self.code, self.message)
-
-    @property
-    def http_code(self):
-        return HTTP_CODES.get(self.code, 500)
 
 
 # ---------------------------------------------------------------- flags (tensorflow::Flags)
@@ -560,232 +546,6 @@ def _inside_array(text, pos):
     return bool(depth) and depth[-1] == "["
 
 
-# ---------------------------------------------------------------- tensors and the graph evaluator
-
-DTYPE_NAMES = {"DT_FLOAT": "float", "DT_DOUBLE": "double", "DT_INT32": "int32", "DT_UINT8": "uint8",
-               "DT_INT16": "int16", "DT_INT8": "int8", "DT_STRING": "string", "DT_INT64": "int64",
-               "DT_BOOL": "bool", "DT_BFLOAT16": "bfloat16", "DT_HALF": "half", "DT_UINT32": "uint32",
-               "DT_UINT64": "uint64"}
-FLOAT_TYPES = ("DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16")
-INT_TYPES = ("DT_INT32", "DT_INT64", "DT_INT16", "DT_INT8", "DT_UINT8", "DT_UINT32", "DT_UINT64")
-
-
-def dtype_string(dtype):
-    return DTYPE_NAMES.get(dtype, dtype.replace("DT_", "").lower())
-
-
-def f32(x):
-    try:
-        return struct.unpack("<f", struct.pack("<f", x))[0]
-    except OverflowError:
-        return math.copysign(math.inf, x)
-
-
-class Tensor:
-    def __init__(self, dtype, shape, values):
-        self.dtype = dtype
-        self.shape = list(shape)
-        self.values = list(values)
-
-    @property
-    def size(self):
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-
-def _normalize(dtype, value):
-    if dtype == "DT_FLOAT":
-        return f32(float(value))
-    if dtype in FLOAT_TYPES:
-        return float(value)
-    if dtype in INT_TYPES:
-        return int(value)
-    if dtype == "DT_BOOL":
-        return bool(value)
-    return value
-
-
-def _broadcast_shape(a, b, op):
-    out = []
-    for i in range(max(len(a), len(b))):
-        da = a[len(a) - 1 - i] if i < len(a) else 1
-        db = b[len(b) - 1 - i] if i < len(b) else 1
-        if da != db and da != 1 and db != 1:
-            raise Status("INVALID_ARGUMENT", "Incompatible shapes: [%s] vs. [%s]\n\t [[{{node %s}}]]"
-                         % (",".join(map(str, a)), ",".join(map(str, b)), op))
-        out.append(max(da, db) if da != 0 and db != 0 else 0)
-    return list(reversed(out))
-
-
-def _strides(shape):
-    strides = [1] * len(shape)
-    for i in range(len(shape) - 2, -1, -1):
-        strides[i] = strides[i + 1] * shape[i + 1]
-    return strides
-
-
-def _index_into(shape, out_shape, flat):
-    """Flat index in a broadcast operand for a flat index of the output."""
-    idx = 0
-    strides = _strides(shape)
-    out_strides = _strides(out_shape)
-    offset = len(out_shape) - len(shape)
-    for i, d in enumerate(shape):
-        coord = (flat // out_strides[i + offset]) % out_shape[i + offset] if out_shape[i + offset] else 0
-        if d != 1:
-            idx += coord * strides[i]
-    return idx
-
-
-def _div(a, b, integer):
-    if integer:
-        if b == 0:
-            raise Status("INVALID_ARGUMENT", "Integer division by zero")
-        q = abs(a) // abs(b)
-        return q if (a >= 0) == (b >= 0) else -q
-    if b == 0:
-        if a == 0 or math.isnan(a):
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-    return a / b
-
-
-BINARY_OPS = {
-    "Mul": lambda a, b, i: a * b,
-    "Add": lambda a, b, i: a + b,
-    "AddV2": lambda a, b, i: a + b,
-    "Sub": lambda a, b, i: a - b,
-    "RealDiv": lambda a, b, i: _div(a, b, i),
-    "Div": lambda a, b, i: _div(a, b, i),
-    "Maximum": lambda a, b, i: max(a, b),
-    "Minimum": lambda a, b, i: min(a, b),
-}
-UNARY_OPS = {
-    "Neg": lambda a: -a,
-    "Square": lambda a: a * a,
-    "Relu": lambda a: a if a > 0 else 0 * a,
-}
-PASS_OPS = ("Identity", "StopGradient", "Snapshot")
-EVALUATED_OPS = sorted(set(["Placeholder", "PlaceholderWithDefault", "Const", "Cast", "MatMul", "BiasAdd", "NoOp"])
-                       | set(PASS_OPS) | set(BINARY_OPS) | set(UNARY_OPS))
-
-
-class GraphEvaluator:
-    """Evaluates the plain ops of a GraphDef decoded by saved_model.py."""
-
-    def __init__(self, nodes):
-        self.nodes = dict((n["name"], n) for n in nodes)
-
-    def run(self, feeds, fetches):
-        """feeds: {"x:0": Tensor}; fetches: ["y:0"] -> [Tensor]."""
-        cache = {}
-        return [self._tensor(name, feeds, cache, ()) for name in fetches]
-
-    @staticmethod
-    def _split(name):
-        name = name.lstrip("^")
-        if ":" in name:
-            node, index = name.rsplit(":", 1)
-            if index.isdigit():
-                return node, int(index)
-        return name, 0
-
-    def _tensor(self, name, feeds, cache, path):
-        node_name, index = self._split(name)
-        key = "%s:%d" % (node_name, index)
-        if key in feeds:
-            return feeds[key]
-        if key in cache:
-            return cache[key]
-        node = self.nodes.get(node_name)
-        if node is None:
-            raise Status("NOT_FOUND", "FetchOutputs node %s: not found" % key)
-        if node_name in path:
-            raise Status("INVALID_ARGUMENT", "graph has a cycle through node %s" % node_name)
-        result = self._eval(node, index, feeds, cache, path + (node_name,))
-        cache[key] = result
-        return result
-
-    def _inputs(self, node, feeds, cache, path):
-        return [self._tensor(i, feeds, cache, path) for i in node["inputs"] if not i.startswith("^")]
-
-    def _eval(self, node, index, feeds, cache, path):
-        op = node["op"]
-        attr = node["attr"]
-        if index != 0 or op not in EVALUATED_OPS or op == "NoOp":
-            raise Status("UNIMPLEMENTED",
-                         "The TF Serving test double cannot evaluate op %s (node '%s', output %d): it evaluates "
-                         "only plain graphs of %s, not TensorFlow functions or variables. This model is served "
-                         "(status, metadata) but cannot be predicted by the double; see "
-                         "tests/serving_double/README.md." % (op, node["name"], index, ", ".join(EVALUATED_OPS)))
-        if op == "Placeholder":
-            raise Status("INVALID_ARGUMENT", "You must feed a value for placeholder tensor '%s' with dtype %s"
-                         % (node["name"], dtype_string(attr.get("dtype", "DT_FLOAT"))))
-        if op == "Const":
-            value = attr.get("value") or {"dtype": attr.get("dtype", "DT_FLOAT"), "shape": [], "values": []}
-            t = Tensor(value["dtype"], value["shape"] or [], [])
-            vals = [_normalize(t.dtype, v) for v in value["values"]]
-            n = t.size
-            if len(vals) < n:
-                fill = vals[-1] if vals else _normalize(t.dtype, 0) if t.dtype != "DT_STRING" else b""
-                vals = vals + [fill] * (n - len(vals))
-            t.values = vals[:n]
-            return t
-        inputs = self._inputs(node, feeds, cache, path)
-        if op == "PlaceholderWithDefault":
-            return inputs[0]
-        if op in PASS_OPS:
-            return inputs[0]
-        if op == "Cast":
-            dst = attr.get("DstT", "DT_FLOAT")
-            src = inputs[0]
-            return Tensor(dst, src.shape, [_normalize(dst, v) for v in src.values])
-        if op in UNARY_OPS:
-            src = inputs[0]
-            return Tensor(src.dtype, src.shape, [_normalize(src.dtype, UNARY_OPS[op](v)) for v in src.values])
-        if op in BINARY_OPS:
-            a, b = inputs[0], inputs[1]
-            shape = _broadcast_shape(a.shape, b.shape, node["name"])
-            n = 1
-            for d in shape:
-                n *= d
-            fn = BINARY_OPS[op]
-            integer = a.dtype in INT_TYPES
-            vals = [_normalize(a.dtype, fn(a.values[_index_into(a.shape, shape, k)],
-                                           b.values[_index_into(b.shape, shape, k)], integer)) for k in range(n)]
-            return Tensor(a.dtype, shape, vals)
-        if op == "BiasAdd":
-            a, b = inputs[0], inputs[1]
-            if len(b.shape) != 1 or not a.shape or a.shape[-1] != b.shape[0]:
-                raise Status("INVALID_ARGUMENT", "Must provide as many biases as the last dimension of the "
-                             "input tensor: [%s] vs. [%s]" % (",".join(map(str, b.shape)), ",".join(map(str, a.shape))))
-            width = b.shape[0]
-            return Tensor(a.dtype, a.shape,
-                          [_normalize(a.dtype, v + b.values[k % width]) for k, v in enumerate(a.values)])
-        if op == "MatMul":
-            a, b = inputs[0], inputs[1]
-            if len(a.shape) != 2 or len(b.shape) != 2:
-                raise Status("INVALID_ARGUMENT", "In[0] and In[1] must be matrices (node %s)" % node["name"])
-
-            def mat(t, transpose):
-                rows, cols = t.shape
-                m = [t.values[r * cols:(r + 1) * cols] for r in range(rows)]
-                return [list(x) for x in zip(*m)] if transpose else m
-            ma = mat(a, attr.get("transpose_a", False))
-            mb = mat(b, attr.get("transpose_b", False))
-            inner = len(ma[0]) if ma else 0
-            if inner != len(mb):
-                raise Status("INVALID_ARGUMENT", "Matrix size-incompatible: In[0]: [%d,%d], In[1]: [%d,%d]"
-                             % (len(ma), inner, len(mb), len(mb[0]) if mb else 0))
-            cols = len(mb[0]) if mb else 0
-            vals = [_normalize(a.dtype, sum(ma[r][k] * mb[k][c] for k in range(inner)))
-                    for r in range(len(ma)) for c in range(cols)]
-            return Tensor(a.dtype, [len(ma), cols], vals)
-        raise Status("UNIMPLEMENTED", "op %s" % op)  # pragma: no cover
-
-
 # ---------------------------------------------------------------- loaded servables
 
 def _servable_id(name, version):
@@ -793,12 +553,35 @@ def _servable_id(name, version):
 
 
 class LoadedModel:
-    def __init__(self, name, version, path, meta_graph):
+    """A servable: the signatures for the REST metadata, the MetaGraphDef and its evaluation.Session."""
+
+    def __init__(self, name, version, path, meta_graph, meta_graph_def):
         self.name = name
         self.version = version
         self.path = path
         self.signatures = meta_graph["signatures"]
-        self.evaluator = GraphEvaluator(meta_graph["nodes"])
+        self.meta_graph_def = meta_graph_def
+        self.session = evaluation.Session(meta_graph_def, path)
+        # Variables are restored and the init op run once, as TF's SavedModel loader does.
+        self.session.restore(lambda message: log("I", "external/org_tensorflow/tensorflow/cc/saved_model/"
+                                                      "loader.cc:325", message))
+
+
+def _saved_model_proto(path):
+    """The real SavedModel proto (saved_model.py has read the same file)."""
+    proto = saved_model_pb2.SavedModel()
+    pb = os.path.join(path, "saved_model.pb")
+    try:
+        if os.path.isfile(pb):
+            with open(pb, "rb") as f:
+                proto.ParseFromString(f.read())
+        else:
+            pb = os.path.join(path, "saved_model.pbtxt")
+            with open(pb, encoding="utf-8") as f:
+                text_format.Parse(f.read(), proto)
+    except (DecodeError, text_format.ParseError, UnicodeDecodeError):
+        raise Status("DATA_LOSS", "Can't parse %s as %s proto" % (pb, "text" if pb.endswith("txt") else "binary"))
+    return proto
 
 
 def load_servable(name, version, path, tags):
@@ -823,11 +606,11 @@ def load_servable(name, version, path, tags):
     except OSError as e:
         raise Status("UNKNOWN", "%s; %s" % (path, e.strerror))
     wanted = set(t for t in tags.split(",") if t) if tags else set()
-    for meta_graph in model["meta_graphs"]:
+    for index, meta_graph in enumerate(model["meta_graphs"]):
         if set(meta_graph["tags"]) == wanted:
             log("I", "external/org_tensorflow/tensorflow/cc/saved_model/reader.cc:51",
                 "Reading meta graph with tags { %s }" % " ".join(sorted(wanted)))
-            return LoadedModel(name, version, path, meta_graph)
+            return LoadedModel(name, version, path, meta_graph, _saved_model_proto(path).meta_graphs[index])
     raise Status("NOT_FOUND", "Could not find meta graph def matching supplied tags: { %s }. To inspect available "
                  "tag-sets in the SavedModel, please use the SavedModel CLI: `saved_model_cli`"
                  % " ".join(sorted(wanted)))
@@ -919,6 +702,17 @@ class ServerCore:
     def version_states(self, name):
         with self.mu:
             return dict(self.states.get(name, {}))
+
+    def model_status(self, name, version):
+        """GetModelStatusImpl: [(version, (state, code, message))], one version or all (highest first)."""
+        states = self.version_states(name)
+        if version is not None:
+            if version not in states:
+                raise Status("NOT_FOUND", "Could not find version %d of model %s" % (version, name))
+            return [(version, states[version])]
+        if not states:
+            raise Status("NOT_FOUND", "Could not find any versions of model %s" % name)
+        return sorted(states.items(), reverse=True)
 
     def _wait_until_available(self, models, fresh):
         """ServableStateMonitor::WaitUntilServablesReachState(Latest(m) for m in models, kAvailable)."""
@@ -1333,38 +1127,6 @@ def _tensor_info_json(info):
     return {"dtype": dtype, "tensor_shape": tensor_shape, "name": info.get("name", "")}
 
 
-def _signature_debug_string(signature):
-    """SignatureDef::DebugString() (protobuf text format, 2-space indent, map entries by key)."""
-    lines = []
-
-    def info(indent, key, value):
-        pad = " " * indent
-        lines.append(pad + "key: " + json.dumps(key))
-        lines.append(pad + "value {")
-        lines.append(pad + "  name: " + json.dumps(value.get("name", "")))
-        dtype = value.get("dtype", "DT_INVALID")
-        lines.append(pad + "  dtype: " + ("DT_INVALID" if dtype == "DT_0" else dtype))
-        lines.append(pad + "  tensor_shape {")
-        if value.get("shape") is None:
-            lines.append(pad + "    unknown_rank: true")
-        else:
-            for d in value["shape"]:
-                lines.append(pad + "    dim {")
-                lines.append(pad + "      size: %d" % d)
-                lines.append(pad + "    }")
-        lines.append(pad + "  }")
-        lines.append(pad + "}")
-
-    for field in ("inputs", "outputs"):
-        for key in sorted(signature.get(field, {})):
-            lines.append(field + " {")
-            info(2, key, signature[field][key])
-            lines.append("}")
-    if signature.get("method_name"):
-        lines.append("method_name: " + json.dumps(signature["method_name"]))
-    return "\n".join(lines) + "\n"
-
-
 def format_float(value, double):
     """WriteDecimal of json_tensor.cc."""
     if math.isnan(value):
@@ -1519,7 +1281,6 @@ def _fill_tensor(value, level, dtype, shape, values):
             if not _is_base64_object(value):
                 raise Status("INVALID_ARGUMENT", "JSON Value: %s not formatted correctly for base64 data"
                              % json_debug_string(value))
-            import base64
             try:
                 values.append(base64.b64decode(value["b64"], validate=False))
             except ValueError:
@@ -1621,6 +1382,120 @@ def fill_inputs_from_columns(value, info_map):
     return inputs
 
 
+def _feature_kind_error(name, feature):
+    kind = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(feature.WhichOneof("kind"),
+                                                                                     "UNKNOWN")
+    return Status("INVALID_ARGUMENT", "Unexpected element type in feature: %s expecting type: %s" % (name, kind))
+
+
+def _add_feature_value(value, name, feature):
+    """AddValueToFeature: the first value fixes the feature's kind."""
+    kind = feature.WhichOneof("kind")
+
+    def check(wanted):
+        if kind not in (None, wanted):
+            raise _feature_kind_error(name, feature)
+        return getattr(feature, wanted).value
+
+    if isinstance(value, bool):
+        check("int64_list").append(1 if value else 0)
+    elif isinstance(value, str):
+        check("bytes_list").append(value.encode("utf-8"))
+    elif _is_base64_object(value):
+        values = check("bytes_list")
+        try:
+            values.append(base64.b64decode(value["b64"], validate=False))
+        except ValueError:
+            raise Status("INVALID_ARGUMENT", "Unable to base64 decode")
+    elif isinstance(value, float):
+        values = check("float_list")
+        if math.isfinite(value) and abs(value) > 3.4028234663852886e38:
+            raise Status("INVALID_ARGUMENT", "Cannot convert JSON value: %s to float without loss of precision."
+                         % json_debug_string(value))
+        values.append(value)
+    elif isinstance(value, int):
+        values = check("int64_list")
+        if value >= 1 << 63:
+            raise Status("INVALID_ARGUMENT", "Feature: %s has uint64 element. Only int64 is supported." % name)
+        values.append(value)
+    else:
+        raise Status("INVALID_ARGUMENT", "Feature: %s has element with unexpected JSON type: %s"
+                     % (name, json_type_string(value)))
+
+
+def _example_from_json(value, example):
+    """MakeExampleFromJsonObject."""
+    if not isinstance(value, dict):
+        raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s" % json_type_string(value))
+    for name, content in value.items():
+        feature = feature_pb2.Feature()
+        for item in (content if isinstance(content, list) else [content]):
+            _add_feature_value(item, name, feature)
+        example.features.feature[name].CopyFrom(feature)
+
+
+def input_from_json(doc):
+    """FillClassifyRegressRequestFromJson: the request's Input proto (context first, then examples)."""
+    input_proto = input_pb2.Input()
+    has_context = "context" in doc
+    if has_context:
+        _example_from_json(doc["context"], input_proto.example_list_with_context.context)
+    # json_tensor.cc says "classify" here for regress requests too.
+    if "examples" not in doc:
+        raise Status("INVALID_ARGUMENT", "JSON Value: %s When method is classify, key 'examples' is expected and "
+                     "was not found" % json_debug_string(doc))
+    if not isinstance(doc["examples"], list):
+        raise Status("INVALID_ARGUMENT", "JSON Value: %s Expecting 'examples' value to be an list/array"
+                     % json_debug_string(doc))
+    if not doc["examples"]:
+        raise Status("INVALID_ARGUMENT", "JSON Value: %s 'examples' value is an empty array"
+                     % json_debug_string(doc))
+    examples = (input_proto.example_list_with_context.examples if has_context
+                else input_proto.example_list.examples)
+    for value in doc["examples"]:
+        _example_from_json(value, examples.add())
+    return input_proto
+
+
+def make_json_from_classification_result(result):
+    """MakeJsonFromClassificationResult: {"results": [[[label, score], ...], ...]}."""
+    if not result.classifications:
+        raise Status("INVALID_ARGUMENT", "Cannot convert empty ClassificationResults to JSON")
+    w = PrettyWriter()
+    w.start_object()
+    w.key("results")
+    w.start_array()
+    for classifications in result.classifications:
+        w.single_line = True
+        w.start_array()
+        for cl in classifications.classes:
+            w.start_array()
+            w.string(cl.label)
+            w.raw(format_float(cl.score, False))
+            w.end_array()
+        w.end_array()
+        w.single_line = False
+    w.end_array()
+    w.end_object()
+    return w.text()
+
+
+def make_json_from_regression_result(result):
+    """MakeJsonFromRegressionResult: {"results": [value, ...]}."""
+    if not result.regressions:
+        raise Status("INVALID_ARGUMENT", "Cannot convert empty RegressionResults to JSON")
+    w = PrettyWriter()
+    w.start_object()
+    w.key("results")
+    w.single_line = True
+    w.start_array()
+    for regression in result.regressions:
+        w.raw(format_float(regression.value, False))
+    w.end_array()
+    w.end_object()
+    return w.text()
+
+
 class RestApi:
     def __init__(self, core, options):
         self.core = core
@@ -1670,19 +1545,10 @@ class RestApi:
     def status(self, name, version, label):
         if not name:
             raise Status("INVALID_ARGUMENT", "Missing model name in request.")
-        states = self.core.version_states(name)
-        if version is not None:
-            if version not in states:
-                raise Status("NOT_FOUND", "Could not find version %d of model %s" % (version, name))
-            chosen = [(version, states[version])]
-        else:
-            # A label is not resolved for status: like GetModelStatusImpl, all versions are listed.
-            if not states:
-                raise Status("NOT_FOUND", "Could not find any versions of model %s" % name)
-            chosen = sorted(states.items(), reverse=True)
+        # A label is not resolved for status: like GetModelStatusImpl, all versions are listed.
         return proto_json({"model_version_status": [
             {"version": str(v), "state": st[0], "status": {"error_code": st[1], "error_message": st[2]}}
-            for v, st in chosen]})
+            for v, st in self.core.model_status(name, version)]})
 
     # GET .../metadata
     def metadata(self, name, version, label):
@@ -1743,13 +1609,7 @@ class RestApi:
             row_format = False
         else:
             raise Status("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
-        feeds = {}
-        for alias, tensor in inputs.items():
-            tensor_name = info_map[alias]["name"]
-            feeds[tensor_name if ":" in tensor_name else tensor_name + ":0"] = tensor
-        aliases = sorted(signature["outputs"])
-        results = model.evaluator.run(feeds, [signature["outputs"][a]["name"] for a in aliases])
-        return make_json_from_tensors(dict(zip(aliases, results)), row_format)
+        return make_json_from_tensors(evaluation.predict(model, signature_name, inputs), row_format)
 
     # POST ...:classify / ...:regress
     def classify_regress(self, verb, name, version, label, body):
@@ -1758,49 +1618,11 @@ class RestApi:
             raise Status("INVALID_ARGUMENT", "JSON Value: %s not formatted correctly. 'signature_name' key must be a "
                          "string value." % json_debug_string(doc))
         signature_name = doc.get("signature_name", "")
-        if "context" in doc and not isinstance(doc["context"], dict):
-            raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s"
-                         % json_type_string(doc["context"]))
-        # json_tensor.cc says "classify" here for regress requests too.
-        if "examples" not in doc:
-            raise Status("INVALID_ARGUMENT", "JSON Value: %s When method is classify, key 'examples' is expected and "
-                         "was not found" % json_debug_string(doc))
-        if not isinstance(doc["examples"], list):
-            raise Status("INVALID_ARGUMENT", "JSON Value: %s Expecting 'examples' value to be an list/array"
-                         % json_debug_string(doc))
-        if not doc["examples"]:
-            raise Status("INVALID_ARGUMENT", "JSON Value: %s 'examples' value is an empty array"
-                         % json_debug_string(doc))
-        for example in doc["examples"]:
-            if not isinstance(example, dict):
-                raise Status("INVALID_ARGUMENT", "Example must be JSON object but got JSON %s"
-                             % json_type_string(example))
+        input_proto = input_from_json(doc)
         model = self.core.servable_handle(name, version, label)
-        key = signature_name or "serving_default"
-        signature = model.signatures.get(key)
-        if signature is None:
-            raise Status("INVALID_ARGUMENT", "No signature was found with the name: %s" % key)
-        kind = "classification" if verb == "classify" else "regression"
-        method = "tensorflow/serving/" + verb
-        if self.options["enable_signature_method_name_check"] and signature.get("method_name") != method:
-            raise Status("INVALID_ARGUMENT", "Expected %s signature method_name to be %s. Was: %s"
-                         % (kind, method, signature.get("method_name", "")))
-        if len(signature["inputs"]) != 1:
-            raise Status("INVALID_ARGUMENT", "Expected one input Tensor.")
-        if verb == "classify" and len(signature["outputs"]) not in (1, 2):
-            raise Status("INVALID_ARGUMENT", "Expected one or two output Tensors, found %d" % len(signature["outputs"]))
-        if verb == "regress" and len(signature["outputs"]) != 1:
-            raise Status("INVALID_ARGUMENT", "Expected one output Tensor.")
-        debug = _signature_debug_string(signature)
-        if "inputs" not in signature["inputs"]:
-            raise Status("INVALID_ARGUMENT", "No %s inputs found in SignatureDef: %s" % (kind, debug))
-        if verb == "classify" and not ({"classes", "scores"} & set(signature["outputs"])):
-            raise Status("INVALID_ARGUMENT", 'Expected classification signature outputs to contain at least one of '
-                         '"classes" or "scores". Signature was: %s' % debug)
-        if verb == "regress" and "outputs" not in signature["outputs"]:
-            raise Status("INVALID_ARGUMENT", "No regression outputs found in SignatureDef: %s" % debug)
-        raise Status("UNIMPLEMENTED", "The TF Serving test double does not run %s signatures (they parse "
-                     "tf.Example protos inside the graph); see tests/serving_double/README.md." % kind)
+        if verb == "classify":
+            return make_json_from_classification_result(evaluation.classify(model, signature_name, input_proto))
+        return make_json_from_regression_result(evaluation.regress(model, signature_name, input_proto))
 
     def metrics_page(self):
         lines = []
@@ -1944,68 +1766,6 @@ def start_http_server(port, handler):
     return None
 
 
-# ---------------------------------------------------------------- gRPC port stand-in
-
-def parse_channel_arguments(text):
-    args = {}
-    for item in text.split(","):
-        if not item:
-            continue
-        key, _, value = item.partition("=")
-        args[key] = value
-    return args
-
-
-def bind_grpc_port(port, channel_args):
-    """A TCP listener on [::]:port (0.0.0.0 fallback) with gRPC's socket options.
-
-    gRPC sets SO_REUSEADDR and, unless grpc.so_reuseport=0, SO_REUSEPORT: two
-    servers that both use SO_REUSEPORT share a port silently.
-    """
-    reuseport = True
-    value = channel_args.get("grpc.so_reuseport")
-    if value is not None:
-        try:
-            reuseport = int(value) != 0
-        except ValueError:
-            pass
-    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            continue
-        try:
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuseport and hasattr(socket, "SO_REUSEPORT"):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((address, port))
-            sock.listen(128)
-        except OSError as e:
-            sock.close()
-            if e.errno == 98:  # EADDRINUSE: gRPC does not fall back
-                log("E", "external/com_github_grpc_grpc/src/core/lib/iomgr/tcp_server_posix.cc:216",
-                    "Failed to add :%d: address already in use" % port)
-                return None
-            continue
-        threading.Thread(target=_accept_and_close, args=(sock,), name="grpc_stand_in", daemon=True).start()
-        return sock
-    return None
-
-
-def _accept_and_close(sock):
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return
-        try:
-            conn.close()
-        except OSError:
-            pass
-
-
 # ---------------------------------------------------------------- main (main.cc + Server::BuildAndStart)
 
 def fail(status):
@@ -2048,6 +1808,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     argv0 = argv[0] if argv else PROGRAM
     options, ok, unknown = parse_flags(argv[1:])
+    evaluation.set_signature_method_name_check(options["enable_signature_method_name_check"])
     text = usage(argv0)
     if not ok:
         sys.stdout.write(text)
@@ -2096,16 +1857,15 @@ def main(argv):
                          args=(core, options["model_config_file"],
                                options["model_config_file_poll_wait_seconds"])).start()
 
-    keep = []
+    grpc_server = grpc_api.start_grpc_server(core, options, log)  # kept referenced: gRPC stops a collected server
+    if grpc_server is None:
+        fail(Status("INVALID_ARGUMENT", "Failed to BuildAndStart gRPC server"))
     if options["port"] != 0:
-        grpc = bind_grpc_port(options["port"], parse_channel_arguments(options["grpc_channel_arguments"]))
-        if grpc is None:
-            fail(Status("INVALID_ARGUMENT", "Failed to BuildAndStart gRPC server"))
-        keep.append(grpc)
         log("I", "tensorflow_serving/model_servers/server.cc:430",
             "Running gRPC ModelServer at 0.0.0.0:%d ..." % options["port"])
     if options["grpc_socket_path"]:
-        log("W", "serving_double", "--grpc_socket_path is accepted but no UNIX socket is created by the test double")
+        log("I", "tensorflow_serving/model_servers/server.cc:433",
+            "Running gRPC ModelServer at UNIX socket %s ..." % options["grpc_socket_path"])
 
     http = None
     if options["rest_api_port"] != 0:

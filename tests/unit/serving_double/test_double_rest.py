@@ -216,10 +216,9 @@ def test_predict_request_errors(server):
     assert error(server, "POST", path, {"inputs": {"z": [1.0]}}) == (400, "Missing named input: x in 'inputs' object.")
 
 
-def test_predict_on_a_graph_the_double_cannot_evaluate(server):
-    code, message = error(server, "POST", "/v1/models/keras:predict", {"instances": [1.0]})
-    assert code == 501
-    assert message.startswith("The TF Serving test double cannot evaluate op StatefulPartitionedCall")
+def test_predict_on_a_tf2_export_with_variables(server):
+    # keras_linear/2 is y = 3 * x + 1, with w and b restored from variables/ and read inside a function.
+    assert server.predict("/v1/models/keras:predict", [1.0, 2.0]) == [4.0, 7.0]
 
 
 # ---------------------------------------------------------------- classify / regress

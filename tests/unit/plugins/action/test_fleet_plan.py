@@ -206,7 +206,7 @@ def test_the_action_returns_server_lines_as_nginx_text_and_only_the_parts_asked_
                          "    server s2:18601 max_fails=2 fail_timeout=10s;  # s2",
                          "    keepalive 32;"]
     # One upstream per REST pool and per gRPC listener.
-    assert sum(line.startswith("upstream ") for line in lines) == len(routing["pools"]) + len(routing["grpc"])
+    assert sum(line.startswith("upstream ") for line in lines) == len(routing["pools"]) + len(routing["grpc_pools"])
     # A plan the action returned before passes through unchanged.
     assert plan.for_ansible(compact) == compact
     assert sorted(plan.for_ansible(built, ["hosts", "profiles"])) == ["hosts", "problems", "profiles"]
@@ -253,7 +253,7 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     (ISO_THOUSANDS, hosts(("s1", ["tfserving"], {"tfserving_port_base": 8500})), "past 65535"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 70000})),
      "gateway_http_port: 70000 is not a port; use an integer from 1 to 65535 (on gw)"),
-    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_grpc_port_base": 65534})),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_grpc_port_base": 65535})),
      "is not a port from 1 to 65535; lower gateway_grpc_port_base"),
     # Two serving hosts at one address and port.
     (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500}),

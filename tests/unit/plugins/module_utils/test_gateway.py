@@ -28,7 +28,7 @@ HOSTVARS = [
 DEFAULTS = dict(ROLE_DEFAULTS)
 GROUPS = ["all", "ungrouped", "tfserving", "gateway", "batch", "gpu"]
 GATEWAY_OPTIONS = {"grpc_port_base": "gateway_grpc_port_base", "pin_header": "gateway_pin_header",
-                   "pin_cookie": "gateway_pin_cookie"}
+                   "pin_cookie": "gateway_pin_cookie", "pin_version_header": "gateway_pin_version_header"}
 
 
 def make_plan(declaration=None, hostvars=None, **options):
@@ -161,9 +161,9 @@ def test_the_default_route_without_routes_is_stable_or_the_newest_version():
 
 
 def test_pin_header_and_cookie_become_nginx_variables():
-    pin = make_plan(pin_header="X-Canary-Label", pin_cookie="lbl")["pin"]
+    pin = make_plan(pin_header="X-Canary-Label", pin_cookie="lbl", pin_version_header="X-Ver")["pin"]
     assert pin == {"header": "X-Canary-Label", "cookie": "lbl", "header_var": "http_x_canary_label",
-                   "cookie_var": "cookie_lbl"}
+                   "cookie_var": "cookie_lbl", "version_header": "X-Ver", "version_header_var": "http_x_ver"}
 
 
 def test_model_names_with_dashes_get_numbered_nginx_variables():
@@ -195,15 +195,31 @@ def test_a_model_whose_group_has_no_hosts_is_a_problem_not_an_empty_pool():
         for v in (1, 2)]
 
 
-def test_grpc_listens_per_shared_model_and_per_isolated_version():
-    grpc = make_plan(grpc_port_base=18090)["grpc"]
-    assert [(g["name"], g["port"], [s["port"] for s in g["servers"]]) for g in grpc] == [
-        ("tfs_half_plus_grpc", 18090, [18500, 18600]),
-        ("tfs_half_plus_iso_v1_grpc", 18091, [18502, 18602]),
-        ("tfs_half_plus_iso_v2_grpc", 18092, [18504, 18604]),
-        ("tfs_half_plus_iso_v3_grpc", 18093, [18506, 18606]),
+def test_grpc_listens_once_per_model_in_declaration_order():
+    planned = make_plan(grpc_port_base=18090)
+    assert [(g["name"], g["port"], g["topology"]) for g in planned["grpc"]] == [
+        ("tfs_half_plus_grpc", 18090, "shared"), ("tfs_half_plus_iso_grpc", 18091, "isolated")]
+    assert [(p["name"], [s["port"] for s in p["servers"]]) for p in planned["grpc_pools"]] == [
+        ("tfs_half_plus_grpc", [18500, 18600]),
+        ("tfs_half_plus_iso_v1_grpc", [18502, 18602]),
+        ("tfs_half_plus_iso_v2_grpc", [18504, 18604]),
+        ("tfs_half_plus_iso_v3_grpc", [18506, 18606]),
     ]
-    assert make_plan()["grpc"] == []
+    assert make_plan()["grpc"] == make_plan()["grpc_pools"] == []
+
+
+def test_grpc_of_an_isolated_model_maps_metadata_to_the_version():
+    iso = make_plan(grpc_port_base=18090)["grpc"][1]
+    # "version:label" as nginx sees the two metadata; nothing named: the unversioned route's version.
+    assert iso["choices"] == [(":", "$tfs_m1_version"), ("1:", "1"), ("2:", "2"), ("3:", "3"), (":stable", "2")]
+    assert (iso["pool_prefix"], iso["version_var"]) == ("tfs_half_plus_iso_v", "tfs_m1_grpc_version")
+
+
+def test_a_models_grpc_port_stays_when_another_model_gains_a_version():
+    before = make_plan(grpc_port_base=18090)["grpc"]
+    declaration = [dict(DECLARATION[0], versions=[1, 2, 3]), DECLARATION[1]]
+    after = make_plan(declaration, grpc_port_base=18090)["grpc"]
+    assert [(g["model"], g["port"]) for g in after] == [(g["model"], g["port"]) for g in before]
 
 
 def test_gateway_ports_must_differ():
@@ -212,7 +228,7 @@ def test_gateway_ports_must_differ():
     assert problems == [
         "gateway port 8080 on gw is claimed by http and gRPC of tfs_half_plus_grpc; give each listener its own port "
         "(see gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)",
-        "gateway port 8081 on gw is claimed by status and gRPC of tfs_half_plus_iso_v1_grpc; give each listener its "
+        "gateway port 8081 on gw is claimed by status and gRPC of tfs_half_plus_iso_grpc; give each listener its "
         "own port (see gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)",
     ]
     assert gateway.gateway_port_problems({"http": 80, "status": 8081}, make_plan(grpc_port_base=8500)["grpc"]) == []

@@ -49,7 +49,9 @@ def _ref_shape(shape):
 def test_fixtures_cover_every_kind():
     names = [os.path.relpath(d, FIXTURES) for d in VERSION_DIRS]
     assert names == ["half_plus/1", "half_plus/2", "half_plus/3", "half_plus_incompatible/1",
-                     "half_plus_incompatible/2", "keras_linear/1", "keras_linear/2"]
+                     "half_plus_incompatible/2", "keras_linear/1", "keras_linear/2", "keras_sequential/1",
+                     "keras_sequential/2", "tf1_half_plus_two/00000002", "tf1_half_plus_two/1",
+                     "tf2_module/0000000002", "tf2_module/1"]
 
 
 @pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda d: os.path.relpath(d, FIXTURES))
@@ -83,7 +85,8 @@ def test_reader_agrees_with_protobuf(version_dir):
             if node.op == "Const":
                 tensor = node.attr["value"].tensor
                 assert mine_node["attr"]["value"]["dtype"] == types_pb2.DataType.Name(tensor.dtype)
-                assert mine_node["attr"]["value"]["values"] == list(tensor.float_val or tensor.int64_val)
+                assert mine_node["attr"]["value"]["values"] == list(tensor.float_val or tensor.double_val or tensor.int_val
+                                                                        or tensor.int64_val or tensor.bool_val)
 
 
 @pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda d: os.path.relpath(d, FIXTURES))
