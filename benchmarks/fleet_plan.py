@@ -41,7 +41,7 @@ def large_inventory(root, hosts, models, versions):
             # Documentation addresses (RFC 5737): nothing is contacted.
             "tfserving": {"hosts": dict(("serving%03d" % i, {"tfserving_address": "198.51.100.%d" % (i % 250 + 1)})
                                         for i in range(hosts))},
-            "gateway": {"hosts": {"gateway1": {}}},
+            "gateway": {"hosts": {"gateway1": {"ansible_host": "192.0.2.10"}}},
         }}}
     path = os.path.join(root, "hosts.yml")
     with open(path, "w") as f:

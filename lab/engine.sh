@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure this machine has what the lab and the tests need from Debian
-# (the Docker engine, debootstrap, wrk) and that the engine is running.
+# (the Docker engine, debootstrap, wrk, nginx, nftables) and that the engine is running.
 # Safe to run again: installs only what is missing, starts only what is stopped.
 set -euo pipefail
 
@@ -11,6 +11,9 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # The unit tests check rendered gateway configurations with `nginx -t`.
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
+# The firewall's unit tests load its rules in a network namespace of their own.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [ -e /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

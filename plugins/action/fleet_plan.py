@@ -18,18 +18,22 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
-from ansible_collections.mlserve.tfserving.plugins.module_utils import plan, saved_model
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, plan, saved_model
 
 ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
 # The role defaults a host falls back to when it does not set the variable:
 # read from the roles' own defaults/main.yml, so there is one default.
 ROLE_VARIABLES = {
-    "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags"),
+    "firewall": firewall.VARIABLES,
+    "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_user",
+                "serving_read_only", "serving_tmpfs", "serving_cap_drop", "serving_no_new_privileges",
+                "serving_pids_limit"),
     "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",
                 "gateway_http_port",
                 "gateway_status_port", "gateway_https_port", "gateway_tls_certificate",
                 "gateway_tls_certificate_key", "gateway_max_fails", "gateway_fail_timeout",
-                "gateway_upstream_keepalive"),
+                "gateway_upstream_keepalive", "gateway_api_keys", "gateway_api_key_header", "gateway_client_rate",
+                "gateway_client_burst", "gateway_model_rate", "gateway_model_burst"),
 }
 
 

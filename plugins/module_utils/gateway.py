@@ -24,6 +24,22 @@ VERBS = "(:predict|:classify|:regress|/metadata)?"
 # characters that go into a regular expression or an nginx string as they are.
 
 
+# The gRPC methods that pass the gateway: inference and status. Everything
+# else, ModelService's HandleReloadConfigRequest above all (it would let any
+# client unload or repoint every model), is answered by nginx itself.
+GRPC_ALLOWED = {
+    "tensorflow.serving.PredictionService": ("Classify", "GetModelMetadata", "MultiInference", "Predict", "Regress"),
+    "tensorflow.serving.ModelService": ("GetModelStatus",),
+}
+GRPC_REFUSED = ("/tensorflow.serving.ModelService/HandleReloadConfigRequest",)
+
+
+def grpc_method_pattern():
+    """The nginx location regex of the allowed methods' paths (/package.Service/Method)."""
+    return "^/(%s)$" % "|".join("%s/(%s)" % (service.replace(".", "\\."), "|".join(methods))
+                                for service, methods in sorted(GRPC_ALLOWED.items()))
+
+
 def _var(index, what):
     """nginx variable names allow no '-', model names do: number them instead."""
     return "tfs_m%d_%s" % (index, what)
@@ -149,6 +165,7 @@ def gateway_plan(models, backends, options=None):
         "grpc": grpc_listeners,
         "models": plan_models,
         "routes": routes,
+        "grpc_methods": {"allowed": grpc_method_pattern(), "refused": list(GRPC_REFUSED)},
         "pin": {"header": header, "cookie": cookie, "version_header": version_header,
                 "header_var": _header_var(header), "cookie_var": "cookie_" + cookie,
                 "version_header_var": _header_var(version_header)},

@@ -15,6 +15,7 @@ A plan::
                         "models": [...]}},   #     are the same (a fleet of 200
                                              #     hosts has few distinct ones)
      "gateways": {host: gateway plan},       # pools, routes, gRPC listeners
+     "firewalls": {host: {profile, gateways, allowed}},  # serving hosts with firewall_enabled
      "sources": {model: [{version, checksum}]}}
 """
 
@@ -22,11 +23,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
 import json
 import re
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, gateway
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, serving_apply
 
 HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
@@ -59,8 +61,87 @@ def host_inputs(name, hostvars, defaults):
         "resources": var("serving_resources") or {},
         "config_dir": var("serving_config_dir"),
         "flags": var("serving_flags") or {},
-        "gateway": dict((key[len("gateway_"):], var(key)) for key in sorted(defaults) if key.startswith("gateway_")),
+        "hardening": dict((name, var("serving_" + name)) for name in serving_apply.HARDENING),
+        "firewall": dict((key[len("firewall_"):], var(key)) for key in firewall.VARIABLES),
+        "gateway": dict((key[len("gateway_"):], _redacted(key, var(key)))
+                        for key in sorted(defaults) if key.startswith("gateway_")),
     }
+
+
+API_KEY = re.compile(r"\A[A-Za-z0-9._~+/=-]{16,512}\Z")
+CLIENT_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+RATE = re.compile(r"\A[1-9][0-9]{0,8}r/[sm]\Z")
+HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
+
+
+def _redacted(key, value):
+    """gateway_api_keys without the keys: the plan is a task result, which Ansible may log.
+
+    Each key is replaced by whether it is usable and a digest, enough to
+    find a malformed or repeated key and name it by its entry.
+    """
+    if key != "gateway_api_keys" or not isinstance(value, list):
+        return value
+    entries = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            entries.append({"malformed": True})
+            continue
+        secret = entry.get("key")
+        entries.append({"name": entry.get("name"), "models": entry.get("models"),
+                        "key_usable": isinstance(secret, str) and bool(API_KEY.match(secret)),
+                        "key_digest": hashlib.sha256(secret.encode("utf-8")).hexdigest()
+                        if isinstance(secret, str) else None})
+    return entries
+
+
+def api_key_model_problems(settings, model_names):
+    """API keys that name a model the declaration does not serve."""
+    entries = settings.get("api_keys") if isinstance(settings.get("api_keys"), list) else []
+    return ["gateway_api_keys[%d].models: %r is not a model of tfserving_models (%s)"
+            % (i, m, ", ".join(sorted(model_names)))
+            for i, entry in enumerate(entries) if isinstance(entry.get("models"), list)
+            for m in entry["models"] if m not in model_names]
+
+
+def access_problems(settings):
+    """Problems of a gateway's client access settings (API keys, rate limits), never quoting a key."""
+    problems = []
+    entries = settings.get("api_keys")
+    if not isinstance(entries, list):
+        return ["gateway_api_keys: %r is not a list; list entries {name, key, models}" % (type(entries).__name__,)]
+    names, digests = set(), set()
+    for i, entry in enumerate(entries):
+        where = "gateway_api_keys[%d]" % i
+        if entry.get("malformed"):
+            problems.append("%s: is not a mapping; use {name: CLIENT, key: SECRET, models: [MODEL, ...]}" % where)
+            continue
+        name = entry.get("name")
+        if not (isinstance(name, str) and CLIENT_NAME.match(name)):
+            problems.append("%s.name: %r is not a client name; use 1 to 64 of A-Z a-z 0-9 _ . -" % (where, name))
+        elif name in names:
+            problems.append("%s.name: %r names two entries; give each client one entry" % (where, name))
+        names.add(name)
+        if not entry.get("key_usable"):
+            problems.append("%s.key (of %s): is not a usable key; use 16 to 512 of A-Z a-z 0-9 . _ ~ + / = - (the "
+                            "value is not shown)" % (where, name))
+        elif entry["key_digest"] in digests:
+            problems.append("%s.key (of %s): is the key of another entry; give each client its own key" % (where, name))
+        digests.add(entry.get("key_digest"))
+        models = entry.get("models")
+        if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+            problems.append("%s.models: %r is not a list of model names (omit it to allow every model)" % (where, models))
+    header = settings.get("api_key_header")
+    if not (isinstance(header, str) and HEADER.match(header)):
+        problems.append("gateway_api_key_header: %r is not an HTTP header name" % (header,))
+    for kind in ("client", "model"):
+        rate, burst = settings.get("%s_rate" % kind), settings.get("%s_burst" % kind)
+        if rate not in ("", None) and not (isinstance(rate, str) and RATE.match(rate)):
+            problems.append("gateway_%s_rate: %r is not a rate; use requests per second or minute such as '20r/s' "
+                            "or '600r/m', or '' for no limit" % (kind, rate))
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+            problems.append("gateway_%s_burst: %r is not a number of requests (0 or more)" % (kind, burst))
+    return problems
 
 
 def _profile(host, groups_served):
@@ -154,6 +235,7 @@ def host_problems(host, serving, gateway_host):
         problems += [p for p in [_address_problem(host["address"])] if p]
         problems += fleet.image_problems("serving_image", host["image"])
         problems += fleet.flag_problems(host["flags"], "serving_flags")
+        problems += serving_apply.hardening_problems(host["hardening"], "serving_")
     if gateway_host:
         settings = host["gateway"]
         for key in ("http_port", "status_port", "https_port"):
@@ -163,6 +245,7 @@ def host_problems(host, serving, gateway_host):
         if base is not None and not _is_port(base):
             problems.append("gateway_grpc_port_base: %r is not a port; use an integer from 1 to 65535, or null for "
                             "no gRPC listeners" % (base,))
+        problems += access_problems(settings)
         if bool(settings.get("tls_certificate")) != bool(settings.get("tls_certificate_key")):
             problems.append("gateway_tls_certificate (%s) and gateway_tls_certificate_key (%s) must be set together "
                             "(TLS on) or both left empty (TLS off)"
@@ -270,8 +353,10 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     host_level = _on_hosts((p, h["name"]) for h in hosts
                            for p in host_problems(h, h["name"] in serving_names, h["name"] in gateway_hosts))
     problems += host_level
+    problems += firewall.plan_problems(hosts, serving_names, gateway_hosts)
     plan = {"inputs": plan_inputs(declaration, options), "host_inputs": dict((h["name"], h) for h in hosts),
-            "problems": problems, "hosts": {}, "profiles": {}, "gateways": {}, "sources": dict(sources or {})}
+            "problems": problems, "hosts": {}, "profiles": {}, "gateways": {}, "firewalls": {},
+            "sources": dict(sources or {})}
     if usable is None or any(not _is_port(h["port_base"]) for h in serving_hosts):
         # The derivation needs a list of models and every port base.
         return plan
@@ -292,6 +377,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         members = ", ".join(sorted(h for h, v in plan["hosts"].items() if v["profile"] == key))
         problems += _unit_problems(share["units"], members) or fleet.check_port_plan(share["units"], members)
     problems += _shared_addresses(backends)
+    plan["firewalls"] = firewall.host_firewalls(
+        hosts, dict((h["name"], _profile(h, groups_served)) for h in serving_hosts), gateway_hosts)
 
     models = fleet.normalize_models(declaration)
     for position, model in zip(usable, models):
@@ -300,6 +387,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         if host["name"] not in gateway_hosts:
             continue
         settings = host["gateway"]
+        problems += ["%s (on %s)" % (p, host["name"])
+                     for p in api_key_model_problems(settings, [m["name"] for m in models])]
         routing = gateway.gateway_plan(models, backends, {
             "drained": options.get("drained") or [], "grpc_port_base": settings.get("grpc_port_base"),
             "pin_header": settings.get("pin_header"), "pin_cookie": settings.get("pin_cookie"),

@@ -38,6 +38,33 @@ POLL_SECONDS = 0.5
 START_FAILURE_POLL_SECONDS = 3
 NANOSECONDS = 1000000000
 
+# The containers' hardening (module options, role variables serving_<name>)
+# and each setting's default; its "off" value ("", false, {}, [], 0) leaves
+# the image's own default. nobody:nogroup reads what the models role and this
+# module write (directories 0755, files 0644); pids counts threads, of which
+# TF Serving's pools start a few per core.
+HARDENING = {
+    "user": "65534:65534",
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=64m"},
+    "cap_drop": ["ALL"],
+    "no_new_privileges": True,
+    "pids_limit": 4096,
+}
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+_USER = re.compile(r"\A\d+:\d+\Z")
+# Linux's capabilities (as Docker names them, with or without CAP_, in any case).
+CAPABILITIES = frozenset((
+    "AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN DAC_OVERRIDE DAC_READ_SEARCH "
+    "FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE LINUX_IMMUTABLE MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN "
+    "NET_BIND_SERVICE NET_BROADCAST NET_RAW PERFMON SETFCAP SETGID SETPCAP SETUID SYSLOG SYS_ADMIN SYS_BOOT "
+    "SYS_CHROOT SYS_MODULE SYS_NICE SYS_PACCT SYS_PTRACE SYS_RAWIO SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG "
+    "WAKE_ALARM").split())
+_TMPFS_FLAGS = frozenset("rw ro exec noexec suid nosuid dev nodev atime noatime diratime nodiratime relatime "
+                         "norelatime strictatime nostrictatime sync async dirsync".split())
+_TMPFS_OPTION = re.compile(r"\A(?:size=\d+[kmgKMG%]?|nr_blocks=\d+[kmgKMG]?|nr_inodes=\d+[kmgKMG]?|mode=[0-7]{3,4}"
+                           r"|uid=\d+|gid=\d+)\Z")
+
 # 127.0.0.1 must never go through an http_proxy from the environment.
 _OPENER = build_opener(ProxyHandler({}))
 _POLL_FLAG = re.compile(r"^--model_config_file_poll_wait_seconds=(\d+)$")
@@ -251,8 +278,97 @@ def config_poll_seconds(unit):
 
 # ---------------------------------------------------------------- the container
 
-def desired_container(unit, restart_policy="unless-stopped", log_options=None, environment=None):
+def _tmpfs_problem(path, options):
+    if not isinstance(path, str) or not path.startswith("/") or path.rstrip("/") == "":
+        return "%r is not an absolute path below /" % (path,)
+    if not isinstance(options, str):
+        return "the options of %s, %r, are not a string such as \"rw,noexec,nosuid,size=64m\"" % (path, options)
+    wrong = [o for o in options.split(",") if o and o not in _TMPFS_FLAGS and not _TMPFS_OPTION.match(o)]
+    if wrong:
+        return ("%s has options Docker's tmpfs does not take: %s (use e.g. rw, noexec, nosuid, nodev, size=64m, "
+                "mode=1777, uid=N, gid=N)" % (path, ", ".join(wrong)))
+    return None
+
+
+def hardening_problems(settings, prefix=""):
+    """Problems of the hardening settings (name -> value, None for the default), each naming `prefix` + name."""
+    problems = []
+
+    def refuse(name, message):
+        problems.append("%s%s: %s" % (prefix, name, message))
+
+    user, tmpfs, caps, pids = (settings.get(k) for k in ("user", "tmpfs", "cap_drop", "pids_limit"))
+    if user is not None and not (isinstance(user, str) and (user == "" or _USER.match(user))):
+        refuse("user", "%r is not a numeric uid:gid; use e.g. \"65534:65534\" (nobody), or \"\" for the image's "
+                       "own user" % (user,))
+    for name in ("read_only", "no_new_privileges"):
+        if settings.get(name) is not None and not isinstance(settings[name], bool):
+            refuse(name, "%r is not true or false" % (settings[name],))
+    if tmpfs is not None:
+        if not isinstance(tmpfs, dict):
+            refuse("tmpfs", "%r is not a mapping of container path to mount options, such as "
+                            "{\"/tmp\": \"rw,noexec,nosuid,size=64m\"}; {} mounts none" % (tmpfs,))
+        else:
+            problems.extend("%stmpfs: %s" % (prefix, p) for p in
+                            (_tmpfs_problem(path, options) for path, options in sorted(tmpfs.items(), key=str)) if p)
+    if caps is not None:
+        if not isinstance(caps, list):
+            refuse("cap_drop", "%r is not a list of capabilities, such as [ALL]; [] drops none" % (caps,))
+        else:
+            unknown = [c for c in caps if not isinstance(c, str)
+                       or (c.upper() != "ALL" and re.sub("^CAP_", "", c.upper()) not in CAPABILITIES)]
+            if unknown:
+                verb = "is not a Linux capability" if len(unknown) == 1 else "are not Linux capabilities"
+                refuse("cap_drop", "%s %s; use ALL or names such as NET_RAW"
+                                   % (", ".join(repr(c) for c in unknown), verb))
+    if pids is not None and not (fleet._is_int(pids) and pids >= 0):
+        refuse("pids_limit", "%r is not a number of processes; use a positive integer (threads count), or 0 for "
+                             "no limit" % (pids,))
+    return problems
+
+
+def _hardening_spec(hardening):
+    """The Docker SDK's arguments for the settings that are on (an off setting adds nothing)."""
+    settings = dict(HARDENING, **(hardening or {}))
+    spec = {}
+    if settings["user"]:
+        spec["user"] = settings["user"]
+    if settings["read_only"]:
+        spec["read_only"] = True
+    if settings["tmpfs"]:
+        spec["tmpfs"] = dict(settings["tmpfs"])
+    if settings["cap_drop"]:
+        spec["cap_drop"] = list(settings["cap_drop"])
+    if settings["no_new_privileges"]:
+        spec["security_opt"] = [NO_NEW_PRIVILEGES]
+    if settings["pids_limit"]:
+        spec["pids_limit"] = settings["pids_limit"]
+    return spec
+
+
+def hardening_of(spec):
+    """The hardening a spec asks for, in the options' terms (for the diff)."""
+    return {"user": spec.get("user", ""), "read_only": spec.get("read_only", False), "tmpfs": spec.get("tmpfs", {}),
+            "cap_drop": spec.get("cap_drop", []),
+            "no_new_privileges": NO_NEW_PRIVILEGES in spec.get("security_opt", []),
+            "pids_limit": spec.get("pids_limit", 0)}
+
+
+def _container_hardening(attrs):
+    """What a container runs with, in the options' terms, from docker inspect."""
+    config, host = attrs.get("Config") or {}, attrs.get("HostConfig") or {}
+    return {"user": config.get("User") or "", "read_only": bool(host.get("ReadonlyRootfs")),
+            "tmpfs": host.get("Tmpfs") or {}, "cap_drop": host.get("CapDrop") or [],
+            "no_new_privileges": any(o in ("no-new-privileges", NO_NEW_PRIVILEGES)
+                                     for o in host.get("SecurityOpt") or []),
+            "pids_limit": host.get("PidsLimit") or 0}
+
+
+def desired_container(unit, restart_policy="unless-stopped", log_options=None, environment=None, hardening=None):
     """Keyword arguments of the Docker SDK's containers.create() for the unit.
+
+    `hardening`: settings of HARDENING (name -> value; a missing one takes
+    its default), already checked by hardening_problems.
 
     Labels carry the port plan (read back by fleet.managed_ports) and a hash
     of everything else, so that a changed spec is found without comparing
@@ -298,6 +414,7 @@ def desired_container(unit, restart_policy="unless-stopped", log_options=None, e
             "start_period": 120 * NANOSECONDS,
         },
     }
+    spec.update(_hardening_spec(hardening))
     if resources.get("memory") is not None:
         spec["mem_limit"] = resources["memory"]
     if resources.get("cpus") is not None:
@@ -364,7 +481,7 @@ def _summary(container):
         return {}
     return {"image": container.attrs["Config"]["Image"], "image_id": container.attrs["Image"],
             "command": container.attrs["Config"]["Cmd"], "spec": container.labels.get(SPEC_LABEL),
-            "status": container.status}
+            "hardening": _container_hardening(container.attrs), "status": container.status}
 
 
 # What TF Serving logs when a version fails to load (util/retrier.cc), and
@@ -409,7 +526,7 @@ def _container_note(client, name):
 # ---------------------------------------------------------------- the whole host
 
 def apply(client, check_mode=False, units=None, host=None, restart_policy="unless-stopped", log_options=None,
-          environment=None, remove_undeclared=True, wait_timeout=300):
+          environment=None, hardening=None, remove_undeclared=True, wait_timeout=300):
     """Apply one host's units; returns the module's result or raises ApplyError.
 
     `client` None means no Docker on the host yet, which only check mode
@@ -418,7 +535,7 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
     units = units or []
     plans = _concurrently(plan_unit, units)
     for plan in plans:
-        plan["spec"] = desired_container(plan["unit"], restart_policy, log_options, environment)
+        plan["spec"] = desired_container(plan["unit"], restart_policy, log_options, environment, hardening)
     result = {"changed": False, "removed": [], "diff": [], "units": dict(
         (p["unit"]["name"], {"container": None, "config_changed": False, "steps": len(p["steps"]),
                              "versions": p["steps"][-1]["versions"], "labels": p["steps"][-1]["labels"]})
@@ -526,7 +643,7 @@ def _finish(result, plans):
                 "before_header": "container %s" % name, "before": _summary(plan.get("before")),
                 "after_header": "container %s" % name,
                 "after": {"image": spec["image"], "image_id": plan.get("image_id"), "command": spec["command"],
-                          "spec": spec["labels"][SPEC_LABEL], "status": "running"}})
+                          "spec": spec["labels"][SPEC_LABEL], "hardening": hardening_of(spec), "status": "running"}})
     result["changed"] = bool(result["removed"]) or any(
         u["container"] not in (None, "unchanged") or u["config_changed"] for u in result["units"].values())
     return result

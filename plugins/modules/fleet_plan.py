@@ -50,7 +50,8 @@ options:
     type: dict
   parts:
     description:
-      - The parts of the plan to return (C(hosts), C(profiles), C(gateways), C(sources), C(inputs), C(host_inputs));
+      - The parts of the plan to return (C(hosts), C(profiles), C(gateways), C(firewalls), C(sources), C(inputs),
+        C(host_inputs));
         RV(plan.problems) is always returned. All of them when omitted.
       - A role asks only for what it uses, which keeps the result small on a large fleet.
     type: list
@@ -111,6 +112,12 @@ plan:
       description:
         - Each gateway host's routing; C(pools) and C(grpc) name the upstreams (and the gRPC listeners' ports), whose
           server lines are in C(upstreams), the nginx text; C(routes), C(models) and C(pin) describe the locations.
+      type: dict
+    firewalls:
+      description:
+        - Each serving host with C(firewall_enabled), host to its C(profile) (whose units' gRPC and REST ports it
+          filters), C(gateways) (gateway host to the addresses its connections come from) and C(allowed)
+          (C(firewall_allowed_sources)); the firewall role renders it with the C(mlserve.tfserving.nft_ruleset) filter.
       type: dict
     sources:
       description: Model name to the C(version) and C(checksum) of each declared version of its source.

@@ -74,6 +74,43 @@ options:
       - Environment variables of every container.
     type: dict
     default: {}
+  user:
+    description:
+      - The numeric C(uid:gid) the servers run as; C("") runs the image's own user (root in tensorflow/serving).
+      - It must be able to read the model versions and C(models.config); the models role and this module make
+        them world-readable (directories C(0755), files C(0644)).
+    type: str
+    default: "65534:65534"
+  read_only:
+    description:
+      - Mount the container's root filesystem read-only (C(--read-only)); V(false) leaves it writable.
+    type: bool
+    default: true
+  tmpfs:
+    description:
+      - Container path to C(tmpfs) mount options (C(--tmpfs)), the writable places of a read-only container;
+        C({}) mounts none.
+    type: dict
+    default: {/tmp: "rw,noexec,nosuid,nodev,size=64m"}
+  cap_drop:
+    description:
+      - Capabilities dropped (C(--cap-drop)); V([]) keeps Docker's default set.
+      - The servers bind ports above 1024 and need none.
+    type: list
+    elements: str
+    default: [ALL]
+  no_new_privileges:
+    description:
+      - Run with C(--security-opt no-new-privileges:true), so no process in the container gains privileges
+        (set-user-ID files, file capabilities).
+    type: bool
+    default: true
+  pids_limit:
+    description:
+      - Most processes and threads in a container (C(--pids-limit)); V(0) sets no limit.
+      - Threads count; TF Serving starts a few per CPU core and per model.
+    type: int
+    default: 4096
   remove_undeclared:
     description:
       - Remove this collection's containers that O(units) does not name.
@@ -93,10 +130,13 @@ attributes:
         (a host the docker role has not prepared yet) every unit is reported as created.
   diff_mode:
     support: full
-    description: Each unit's C(models.config) before and after, and a summary of each changed container.
+    description: Each unit's C(models.config) before and after, and a summary of each changed container (image,
+      command, spec hash and hardening).
 notes:
-  - A container is recreated when its spec changes (the hash in its C(mlserve.tfserving.spec) label) or when the
-    image reference now names another image ID; it is started when it exists unchanged but is not running.
+  - A container is recreated when its spec changes (the hash in its C(mlserve.tfserving.spec) label, which covers
+    the hardening options too) or when the image reference now names another image ID; it is started when it exists
+    unchanged but is not running.
+  - Hardening options with an invalid value fail the task before anything changes.
   - The image must be on the host already; the module does not pull.
   - Configuration changes reach a running server through polling (C(--model_config_file_poll_wait_seconds)), not
     through a restart.
@@ -124,6 +164,13 @@ EXAMPLES = r"""
     host: "{{ inventory_hostname }}"
     units: "{{ _serving_units }}"
     remove_undeclared: false
+
+- name: Run as the image's own user with a writable root filesystem, keeping the other hardening
+  mlserve.tfserving.serving_apply:
+    host: "{{ inventory_hostname }}"
+    units: "{{ _serving_units }}"
+    user: ""
+    read_only: false
 """
 
 RETURN = r"""
@@ -184,12 +231,22 @@ def main():
                                 choices=["no", "always", "on-failure", "unless-stopped"]),
             log_options=dict(type="dict", default={"max-size": "10m", "max-file": "3"}),
             environment=dict(type="dict", default={}),
+            user=dict(type="str", default=serving_apply.HARDENING["user"]),
+            read_only=dict(type="bool", default=serving_apply.HARDENING["read_only"]),
+            tmpfs=dict(type="dict", default=serving_apply.HARDENING["tmpfs"]),
+            cap_drop=dict(type="list", elements="str", default=serving_apply.HARDENING["cap_drop"]),
+            no_new_privileges=dict(type="bool", default=serving_apply.HARDENING["no_new_privileges"]),
+            pids_limit=dict(type="int", default=serving_apply.HARDENING["pids_limit"]),
             remove_undeclared=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=300),
         ),
         supports_check_mode=True,
     )
     params = dict(module.params)
+    params["hardening"] = dict((name, params.pop(name)) for name in serving_apply.HARDENING)
+    problems = serving_apply.hardening_problems(params["hardening"])
+    if problems:
+        module.fail_json(msg="%s: %s" % (params["host"], "; ".join(problems)), changed=False)
     flags, poll = params.pop("flags"), params.pop("config_poll_seconds")
     params["units"] = [dict(unit, command=unit.get("command") or fleet.server_command(unit, flags, poll))
                        for unit in params["units"]]

@@ -8,65 +8,11 @@ protobuf classes (no TensorFlow). Traffic stays on loopback and is bounded:
 one call per route and case.
 """
 
-import json
-import math
-import urllib.error
-import urllib.request
-
 import grpc
 import pytest
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from clients import (TIMEOUT, close, flat_values, predict_cases, predict_request, rest_predict, route_id, routes_of,
+                     tensor_proto, versions_of)
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-TIMEOUT = 10
-
-
-def close(got, want):
-    """float32 answers: equal up to float32 rounding of the last step."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(close(got[k], want[k]) for k in want)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(close(g, w) for g, w in zip(got, want))
-    if isinstance(want, float):
-        return isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6)
-    return got == want
-
-
-def predict_cases(expected, fixture, versions):
-    """The predict cases TensorFlow computed for these versions, each with its version."""
-    return [c for c in expected[fixture]["cases"]
-            if c["method"] == "predict" and c["version"] in versions and c.get("rest") and "error" not in c]
-
-
-def versions_of(route):
-    return [route["version"]] if route["version"] is not None else sorted(int(v) for v in route["split"])
-
-
-def tensor_proto(spec):
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DataType.Value(spec["dtype"]))
-    for size in spec["shape"]:
-        proto.tensor_shape.dim.add(size=size)
-    field = {"DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_INT32": "int_val", "DT_INT64": "int64_val"}
-    getattr(proto, field[spec["dtype"]]).extend(spec["values"])
-    return proto
-
-
-def flat_values(proto):
-    for field in ("float_val", "double_val", "int_val", "int64_val"):
-        values = list(getattr(proto, field))
-        if values:
-            return values
-    return []
-
-
-def routes_of(routes, protocol):
-    return [r for r in routes if r["protocol"] == protocol]
-
-
-def route_id(route):
-    where = route["url"] or "%s %s %s" % (route["target"], json.dumps(route["model_spec"], sort_keys=True),
-                                           json.dumps(route["metadata"], sort_keys=True))
-    return "%s %s" % (route["protocol"], where)
 
 
 def test_the_gateway_lists_rest_and_grpc_routes_for_every_model(routes, fixture_of):
@@ -81,19 +27,15 @@ def test_every_rest_route_answers_as_tensorflow_did(routes, fixture_of, expected
         cases = predict_cases(expected, fixture_of[route["model"]], versions_of(route))
         assert cases, "no TensorFlow answers for %s" % route_id(route)
         for case in cases[:1] if route["version"] is None else cases:
-            body = json.dumps(case["rest"]["request"]).encode()
-            request = urllib.request.Request(route["url"] + ":predict", data=body, method="POST",
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
-                    got = json.load(answer)
-            except urllib.error.HTTPError as e:
-                failures.append("%s: HTTP %d %s" % (route_id(route), e.code, e.read()[:200]))
+            status, got, version = rest_predict(route, case)
+            if status != 200:
+                failures.append("%s: HTTP %d %s" % (route_id(route), status, got))
                 continue
-            # A split route may answer with any of its versions: one of theirs must match.
-            wanted = [c["rest"]["response"] for c in cases if c["rest"]["request"] == case["rest"]["request"]]
-            if not any(close(got, w) for w in wanted):
-                failures.append("%s: %s, TensorFlow: %s" % (route_id(route), got, wanted))
+            # A split route may answer with any of its versions: the one the gateway names must match.
+            wanted = [c["rest"]["response"] for c in cases if c["rest"]["request"] == case["rest"]["request"]
+                      and str(c["version"]) == version]
+            if not wanted or not any(close(got, w) for w in wanted):
+                failures.append("%s: %s from version %s, TensorFlow: %s" % (route_id(route), got, version, wanted))
     assert not failures, "\n".join(failures)
 
 
@@ -105,15 +47,7 @@ def test_every_grpc_route_answers_with_its_version_as_tensorflow_did(routes, fix
         with grpc.insecure_channel(route["target"]) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             for case in cases[:1] if route["version"] is None else cases:
-                request = predict_pb2.PredictRequest()
-                request.model_spec.name = route["model_spec"]["name"]
-                if "version" in route["model_spec"]:
-                    request.model_spec.version.value = route["model_spec"]["version"]
-                if "version_label" in route["model_spec"]:
-                    request.model_spec.version_label = route["model_spec"]["version_label"]
-                request.model_spec.signature_name = case["signature_name"]
-                for alias, spec in case["inputs"].items():
-                    request.inputs[alias].CopyFrom(tensor_proto(spec))
+                request = predict_request(route, case)
                 try:
                     answer = stub.Predict(request, metadata=sorted(route["metadata"].items()), timeout=TIMEOUT)
                 except grpc.RpcError as e:
@@ -146,4 +80,55 @@ def test_an_undeclared_model_is_not_found_on_every_grpc_listener(routes):
                 stub.Predict(request, timeout=TIMEOUT)
             if e.value.code() != grpc.StatusCode.NOT_FOUND:
                 failures.append("%s: %s %s" % (target, e.value.code().name, e.value.details()))
+    assert not failures, "\n".join(failures)
+
+
+def test_an_undeclared_version_or_label_of_an_isolated_model_is_not_found_at_the_gateway(routes, fixture_of, expected):
+    failures = []
+    for route in routes_of(routes, "grpc"):
+        if not route["metadata"]:
+            continue
+        key = next(iter(route["metadata"]))
+        case = predict_cases(expected, fixture_of[route["model"]], [route["version"]])[0]
+        with grpc.insecure_channel(route["target"]) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as e:
+                stub.Predict(predict_request(route, case), metadata=[(key, "undeclared99")], timeout=TIMEOUT)
+            if e.value.code() != grpc.StatusCode.NOT_FOUND:
+                failures.append("%s %s=undeclared99: %s %s" % (route["target"], key, e.value.code().name,
+                                                               e.value.details()))
+    assert not failures, "\n".join(failures)
+
+
+def test_no_grpc_call_reloads_a_server_through_the_gateway(routes):
+    """HandleReloadConfigRequest with an empty config would unload every model: the gateway refuses it itself."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
+
+    failures = []
+    for target in sorted(set(r["target"] for r in routes_of(routes, "grpc"))):
+        with grpc.insecure_channel(target) as channel:
+            models = model_service_pb2_grpc.ModelServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as e:
+                models.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=TIMEOUT)
+            if e.value.code() != grpc.StatusCode.PERMISSION_DENIED:
+                failures.append("%s: reload answered %s %s" % (target, e.value.code().name, e.value.details()))
+            # A method the gateway does not know is not passed either.
+            unknown = channel.unary_unary("/tensorflow.serving.SessionService/SessionRun")
+            with pytest.raises(grpc.RpcError) as e:
+                unknown(b"", timeout=TIMEOUT)
+            if e.value.code() != grpc.StatusCode.UNIMPLEMENTED:
+                failures.append("%s: SessionRun answered %s %s" % (target, e.value.code().name, e.value.details()))
+    # Every model's versions are still AVAILABLE, asked through the allowed status method.
+    for route in routes_of(routes, "grpc"):
+        if route["label"] is not None or route["version"] is None or route["metadata"]:
+            continue
+        with grpc.insecure_channel(route["target"]) as channel:
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = route["model"]
+            request.model_spec.version.value = route["version"]
+            status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=TIMEOUT)
+            states = [(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state))
+                      for s in status.model_version_status]
+            if states != [(route["version"], "AVAILABLE")]:
+                failures.append("%s %s: %s" % (route["target"], route["model_spec"], states))
     assert not failures, "\n".join(failures)

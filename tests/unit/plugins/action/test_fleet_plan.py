@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.action import fleet_plan
-from ansible_collections.mlserve.tfserving.plugins.module_utils import plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, plan
 
 from ...conftest import FIXTURES, REPO
 
@@ -27,8 +27,13 @@ def declaration(source=os.path.join(FIXTURES, "half_plus")):
 
 
 def hosts(*specs):
-    """host_inputs of inventory hosts given as (name, groups, variables)."""
-    return [plan.host_inputs(name, dict(variables, group_names=groups), ROLE_DEFAULTS)
+    """host_inputs of inventory hosts given as (name, groups, variables).
+
+    A gateway gets an address unless the test gives one: the serving hosts'
+    firewall, on by default, lets gateways in by address.
+    """
+    return [plan.host_inputs(name, dict({"ansible_host": "192.0.2.10"} if "gateway" in groups else {},
+                                        group_names=groups, **variables), ROLE_DEFAULTS)
             for name, groups, variables in specs]
 
 
@@ -46,6 +51,7 @@ def build(decl=None, inventory=None, **options):
 def test_role_defaults_come_from_the_roles_own_defaults_files():
     assert ROLE_DEFAULTS["serving_image"] == "tensorflow/serving:2.19.0"
     assert ROLE_DEFAULTS["serving_config_dir"] == "/etc/tfserving"
+    assert ROLE_DEFAULTS["serving_user"] == "65534:65534" and ROLE_DEFAULTS["serving_pids_limit"] == 4096
     assert ROLE_DEFAULTS["gateway_grpc_port_base"] == 8500
     assert ROLE_DEFAULTS["tfserving_port_base"] == 8500
 
@@ -177,7 +183,7 @@ def test_the_action_plans_a_real_inventory_once(tmp_path):
                  "port_bases": {"s1": 18500, "s2": 18600}},
         "children": {"tfserving": {"hosts": {"s1": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"},
                                              "s2": {"tfserving_port_base": "{{ port_bases[inventory_hostname] }}"}}},
-                     "gateway": {"hosts": {"gw": {"gateway_http_port": 18080}}}}}})
+                     "gateway": {"hosts": {"gw": {"gateway_http_port": 18080, "ansible_host": "192.0.2.10"}}}}}})
     assert rc == 0, output
     units = built["profiles"][built["hosts"]["s2"]["profile"]]["units"]
     assert units[0]["rest_port"] == 18601
@@ -243,6 +249,15 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     (None, hosts(("s1", ["tfserving"], {"serving_image": "tensorflow/serving:2.19 tag"})),
      "serving_image: 'tensorflow/serving:2.19 tag' is not an image reference; use [registry/]name[:tag] in lower "
      "case, such as tensorflow/serving:2.19.0 (on s1)"),
+    # Container hardening: refused at the plan, before any host changes.
+    (None, hosts(("s1", ["tfserving"], {"serving_user": "nobody"})),
+     "serving_user: 'nobody' is not a numeric uid:gid; use e.g. \"65534:65534\" (nobody), or \"\" for the image's "
+     "own user (on s1)"),
+    (None, hosts(("s1", ["tfserving"], {"serving_pids_limit": -1, "serving_cap_drop": ["ALL", "NET_RAWW"]})),
+     "serving_cap_drop: 'NET_RAWW' is not a Linux capability; use ALL or names such as NET_RAW (on s1)"),
+    (None, hosts(("s1", ["tfserving"], {"serving_read_only": "no"})), "serving_read_only: 'no' is not true or false"),
+    (None, hosts(("s1", ["tfserving"], {"serving_tmpfs": {"/tmp": "size=64m,exec=1"}})),
+     "serving_tmpfs: /tmp has options Docker's tmpfs does not take: exec=1"),
     # Ports, as set and as derived.
     (None, hosts(("s1", ["tfserving"], {"tfserving_port_base": 0})),
      "tfserving_port_base: 0 is not a port; use an integer from 1 to 65535 (on s1)"),
@@ -255,6 +270,23 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "gateway_http_port: 70000 is not a port; use an integer from 1 to 65535 (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_grpc_port_base": 65535})),
      "is not a port from 1 to 65535; lower gateway_grpc_port_base"),
+    # Client access at the gateway; a key is never quoted.
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "team a", "key": "0123456789abcdef"}]})),
+     "gateway_api_keys[0].name: 'team a' is not a client name; use 1 to 64 of A-Z a-z 0-9 _ . - (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "s3cret"}]})),
+     "gateway_api_keys[0].key (of a): is not a usable key; use 16 to 512 of A-Z a-z 0-9 . _ ~ + / = - (the value is "
+     "not shown) (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "0123456789abcdef"},
+                                                                     {"name": "b", "key": "0123456789abcdef"}]})),
+     "gateway_api_keys[1].key (of b): is the key of another entry; give each client its own key (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "0123456789abcdef",
+                                                                      "models": ["resnet"]}]})),
+     "gateway_api_keys[0].models: 'resnet' is not a model of tfserving_models (half_plus, half_plus_iso) (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_client_rate": "100/s"})),
+     "gateway_client_rate: '100/s' is not a rate; use requests per second or minute such as '20r/s' or '600r/m', or "
+     "'' for no limit (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_model_burst": -1})),
+     "gateway_model_burst: -1 is not a number of requests (0 or more) (on gw)"),
     # Two serving hosts at one address and port.
     (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500}),
                  ("s2", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500})),
@@ -329,3 +361,87 @@ def test_a_mistake_in_one_model_does_not_hide_the_others_problems():
     assert any(p.startswith("elsewhere version 1 is served by no host: inventory group 'gpu' has no hosts "
                             "(tfserving_models[2].hosts)") for p in problems), problems
     assert "tfserving_models[2].source: model base path /nonexistent/x is not a directory" in problems
+
+
+def test_the_plan_keeps_no_api_key():
+    secret = "Never-in-a-log-0123456789"
+    inventory = LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": secret}]}))
+    built = build(inventory=inventory)
+    assert built["problems"] == []
+    assert secret not in json.dumps(plan.for_ansible(built))
+
+
+def test_each_serving_host_firewall_lets_in_its_own_ports_from_the_gateways():
+    inventory = LAB[:1] + hosts(
+        ("s2", ["tfserving"], {"tfserving_port_base": 18600, "firewall_allowed_sources": ["198.51.100.0/24"]}),
+        ("gw", ["gateway"], {}), ("gw2", ["gateway"], {"firewall_gateway_sources": ["2001:db8::7", "192.0.2.77"]}))
+    built = build(inventory=inventory)
+    assert built["problems"] == []
+    assert built["firewalls"]["s2"] == {
+        "profile": built["hosts"]["s2"]["profile"],
+        "gateways": {"gw": ["192.0.2.10"], "gw2": ["2001:db8::7", "192.0.2.77"]},
+        "allowed": ["198.51.100.0/24"]}
+    assert built["firewalls"]["s1"]["allowed"] == []
+    # The gRPC and REST port of each of the host's four units.
+    ports = dict((h, firewall.serving_ports(built["profiles"][f["profile"]]["units"]))
+                 for h, f in built["firewalls"].items())
+    assert ports == {"s1": list(range(18500, 18508)), "s2": list(range(18600, 18608))}
+    assert sorted(plan.for_ansible(built, ["firewalls"])) == ["firewalls", "problems"]
+
+
+def test_only_the_hosts_of_the_groups_that_serve_get_a_firewall():
+    decl = [dict(declaration()[0], hosts="gpu")]
+    inventory = LAB + hosts(("g1", ["gpu"], {"tfserving_port_base": 18700}))
+    built = plan.build_plan(decl, inventory, GROUPS + ["gpu"], {"gateway_hosts": ["gw"]})
+    assert built["problems"] == []
+    assert sorted(built["firewalls"]) == ["g1"]  # s1 and s2 (group tfserving) serve nothing of this declaration
+    assert firewall.serving_ports(built["profiles"][built["firewalls"]["g1"]["profile"]]["units"]) == [18700, 18701]
+
+
+def test_a_host_without_the_firewall_gets_none_and_a_fleet_without_one_checks_no_gateway_address():
+    built = build(inventory=LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600,
+                                                                   "firewall_enabled": False}), ("gw", ["gateway"], {})))
+    assert sorted(built["firewalls"]) == ["s1"]
+    off = dict(firewall_enabled=False)
+    built = build(inventory=hosts(("s1", ["tfserving"], off), ("gw", ["gateway"], {"ansible_host": "gw.example"})))
+    assert built["problems"] == [] and built["firewalls"] == {}
+
+
+WHY = "the serving hosts' firewall (firewall_enabled) allows gateways by address"
+
+
+@pytest.mark.parametrize("inventory, message", [
+    (LAB[:2] + hosts(("gw", ["gateway"], {"firewall_gateway_sources": ["gw.example"]})),
+     "firewall_gateway_sources on gw: 'gw.example' is not an IP address or network; " + WHY),
+    # Not set: the gateway's address, which a name is not.
+    (LAB[:2] + hosts(("gw", ["gateway"], {"ansible_host": "gw.example"})),
+     "firewall_gateway_sources on gw is not set and its address 'gw.example' (tfserving_address, ansible_host or "
+     "the inventory name) is not an IP address or network; " + WHY + ": set firewall_gateway_sources on gw to the "
+     "addresses its connections to the serving hosts come from"),
+    (LAB[:2] + hosts(("gw", ["gateway"], {"firewall_gateway_sources": "192.0.2.10"})),
+     "firewall_gateway_sources on gw: '192.0.2.10' is not a list; list IP addresses or networks"),
+    (LAB[:2] + hosts(("gw", ["gateway"], {"firewall_gateway_sources": ["192.0.2.10/24"]})),
+     "firewall_gateway_sources on gw: '192.0.2.10/24' is not an IP address or network"),
+    (LAB[:2] + hosts(("gw", ["gateway"], {"firewall_gateway_sources": ["::/0"]})),
+     "firewall_gateway_sources on gw: '::/0' would let every address in; set firewall_enabled: false"),
+    (hosts(("s1", ["tfserving"], {"firewall_allowed_sources": ["prometheus"]}),
+           ("s2", ["tfserving"], {"tfserving_port_base": 18600, "firewall_allowed_sources": ["prometheus"]}),
+           ("gw", ["gateway"], {})),
+     "firewall_allowed_sources: 'prometheus' is not an IP address or network (on s1, s2)"),
+    (LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "firewall_enabled": "yes"})),
+     "firewall_enabled: 'yes' is not a boolean; use true or false (on s2)"),
+    # No gateway: the firewall would keep everyone out.
+    (LAB[:2], "firewall_enabled: the inventory has no gateway (group gateway) and firewall_allowed_sources is empty, "
+              "so no one but the host itself could reach its serving ports; add the gateways to the inventory, list "
+              "the clients in firewall_allowed_sources, or set firewall_enabled: false (on s1, s2)"),
+])
+def test_firewall_input_that_cannot_be_rules_is_refused(inventory, message):
+    problems = build(inventory=inventory)["problems"]
+    assert message in " ".join(problems), problems
+
+
+def test_without_a_gateway_an_explicit_allow_list_is_enough():
+    inventory = hosts(("s1", ["tfserving"], {"firewall_allowed_sources": ["192.0.2.99"]}))
+    built = build(inventory=inventory)
+    assert built["problems"] == []
+    assert built["firewalls"]["s1"]["gateways"] == {} and built["firewalls"]["s1"]["allowed"] == ["192.0.2.99"]

@@ -40,7 +40,15 @@ HOST_MISTAKES = [
     ("tfserving_address", "127.0.0.1:18500"), ("serving_image", "UPPER/case:1"), ("serving_flags", {"prot": 1}),
 ]
 GATEWAY_MISTAKES = [("gateway_http_port", 70000), ("gateway_status_port", 18080), ("gateway_grpc_port_base", 65535),
-                    ("gateway_tls_certificate", "/x.pem")]
+                    ("gateway_tls_certificate", "/x.pem"), ("gateway_client_rate", "fast"),
+                    ("gateway_api_keys", [{"name": "a b", "key": "short"}]),
+                    ("gateway_api_keys", [{"name": "a", "key": "k" * 20, "models": ["undeclared"]}])]
+# Client access settings a gateway may have (off, keys for every model or one, limits).
+ACCESS = [{}, {"gateway_api_keys": [{"name": "all", "key": "Key-0123456789abcdef"}]},
+          {"gateway_api_keys": [{"name": "all", "key": "Key-0123456789abcdef"},
+                                {"name": "some.one", "key": "Other+key/0123456789=", "models": []}],
+           "gateway_api_key_header": "X-Api-Key", "gateway_client_rate": "5r/s", "gateway_model_rate": "600r/m"},
+          {"gateway_client_rate": "20r/s", "gateway_client_burst": 0}]
 
 
 @st.composite
@@ -80,14 +88,15 @@ def inventories(draw):
         hosts.append(plan.host_inputs("s%d" % i, variables, ROLE_DEFAULTS))
     gateway = {"group_names": ["gateway"], "gateway_http_port": 18080, "gateway_status_port": 18081,
                "gateway_grpc_port_base": draw(st.sampled_from([None, 18090]))}
+    gateway.update(draw(st.sampled_from(ACCESS)))
     if draw(st.integers(0, 5)) == 0:
         key, value = draw(st.sampled_from(GATEWAY_MISTAKES))
         gateway[key] = value
     hosts.append(plan.host_inputs("gw", gateway, ROLE_DEFAULTS))
-    return hosts
+    return hosts, gateway
 
 
-def render_gateway(built, host, tmp_path):
+def render_gateway(built, host, tmp_path, gateway_vars):
     """routes.conf and nginx.conf as the gateway role renders them, laid out as its candidate."""
     with open(os.path.join(GATEWAY_ROLE, "defaults", "main.yml")) as f:
         variables = yaml.safe_load(f)
@@ -95,9 +104,13 @@ def render_gateway(built, host, tmp_path):
                      _gateway_nginx_version="1.22.1", _gateway_routes_dir="mlserve",
                      gateway_access_log=str(tmp_path / "access.log"), gateway_error_log=str(tmp_path / "error.log"))
     variables.update(("gateway_%s" % k, v) for k, v in built["host_inputs"][host]["gateway"].items())
+    variables.update(gateway_vars)  # the plan keeps no keys; the role renders them from the variable
+    variables.update(_gateway_keys_on=bool(variables["gateway_api_keys"]),
+                     _gateway_limits_on=bool(variables["gateway_client_rate"] or variables["gateway_model_rate"]))
     templar = Templar(loader=DataLoader(), variables=variables)
     (tmp_path / "mlserve").mkdir(exist_ok=True)
-    for name, dest in (("nginx.conf.j2", "nginx.conf"), ("routes.conf.j2", "mlserve/routes.conf")):
+    for name, dest in (("nginx.conf.j2", "nginx.conf"), ("routes.conf.j2", "mlserve/routes.conf"),
+                       ("clients.conf.j2", "mlserve/clients.conf")):
         with open(os.path.join(GATEWAY_ROLE, "templates", name)) as f:
             (tmp_path / dest).write_text(templar.template(trust_as_template(f.read())))
     return tmp_path / "nginx.conf"
@@ -108,6 +121,7 @@ def render_gateway(built, host, tmp_path):
 @given(declaration=declarations(), inventory=inventories())
 def test_a_declaration_is_refused_naming_a_variable_or_renders_configs_the_servers_accept(declaration, inventory,
                                                                                          tmp_path):
+    inventory, gateway_vars = inventory
     built = plan.build_plan(declaration, inventory, GROUPS, {"gateway_hosts": ["gw"]})
     event("refused" if built["problems"] else "rendered")
     if built["problems"]:
@@ -117,6 +131,6 @@ def test_a_declaration_is_refused_naming_a_variable_or_renders_configs_the_serve
     for share in built["profiles"].values():
         for unit in share["units"]:
             text_format.Parse(fleet.models_config(unit), model_server_config_pb2.ModelServerConfig())
-    conf = render_gateway(built, "gw", tmp_path)
+    conf = render_gateway(built, "gw", tmp_path, gateway_vars)
     check = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr + (tmp_path / "mlserve" / "routes.conf").read_text()[:3000]

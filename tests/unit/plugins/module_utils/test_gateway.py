@@ -20,7 +20,8 @@ HOSTVARS = [
      "tfserving_address": "127.0.0.1"},
     {"inventory_hostname": "serving2", "group_names": ["tfserving"], "tfserving_port_base": 18600,
      "ansible_host": "127.0.0.2"},
-    {"inventory_hostname": "gateway1", "group_names": ["gateway"]},
+    # An address: the serving hosts' firewall (on by default) lets gateways in by address.
+    {"inventory_hostname": "gateway1", "group_names": ["gateway"], "ansible_host": "127.0.0.10"},
 ]
 
 

@@ -22,8 +22,13 @@ MUTATING = ("create", "start", "stop", "remove")
 class FakeContainer:
     def __init__(self, client, name, labels, image_id, status, image="tensorflow/serving:2.19.0", kwargs=None):
         self.client, self.name, self.labels, self.status = client, name, dict(labels), status
-        self.attrs = {"Image": image_id, "Config": {"Image": image, "Cmd": (kwargs or {}).get("command")}}
-        self.kwargs = kwargs or {}
+        self.kwargs = kwargs = kwargs or {}
+        # As docker inspect shows what it was created with.
+        self.attrs = {"Image": image_id,
+                      "Config": {"Image": image, "Cmd": kwargs.get("command"), "User": kwargs.get("user", "")},
+                      "HostConfig": {"ReadonlyRootfs": kwargs.get("read_only", False), "Tmpfs": kwargs.get("tmpfs"),
+                                     "CapDrop": kwargs.get("cap_drop"), "SecurityOpt": kwargs.get("security_opt"),
+                                     "PidsLimit": kwargs.get("pids_limit")}}
         self.log_lines = []
 
     def start(self):
@@ -87,13 +92,13 @@ class FakeClient:
         self.on_stop = on_stop or (lambda container: None)
         self.containers, self.images = FakeContainers(self), FakeImages(self)
 
-    def add(self, name, labels, image_id="sha256:aaa", status="running"):
-        self.existing[name] = FakeContainer(self, name, labels, image_id, status)
+    def add(self, name, labels, image_id="sha256:aaa", status="running", kwargs=None):
+        self.existing[name] = FakeContainer(self, name, labels, image_id, status, kwargs=kwargs)
         return self.existing[name]
 
     def add_like(self, spec, status="running"):
         """The container this spec creates, from the image its reference names now."""
-        return self.add(spec["name"], spec["labels"], self.image_ids.get(spec["image"], "sha256:old"), status)
+        return self.add(spec["name"], spec["labels"], self.image_ids.get(spec["image"], "sha256:old"), status, spec)
 
     def mutations(self):
         return [c for c in self.calls if c[0] in MUTATING]
@@ -171,8 +176,12 @@ def test_spec_hash_follows_every_setting(tmp_path):
                spec_of(dict(unit, resources={"memory": "1g"})),
                spec_of(dict(unit, image="tensorflow/serving:2.18.0")),
                spec_of(unit, restart_policy="always"),
-               spec_of(unit, environment={"A": "1"})]
-    assert len(set([base] + [s["labels"][sa.SPEC_LABEL] for s in changed])) == 6
+               spec_of(unit, environment={"A": "1"}),
+               spec_of(unit, hardening={"user": "1000:1000"}),
+               spec_of(unit, hardening={"tmpfs": {"/tmp": "size=1m"}}),
+               spec_of(unit, hardening={"cap_drop": ["NET_RAW"]}),
+               spec_of(unit, hardening={"pids_limit": 100})]
+    assert len(set([base] + [s["labels"][sa.SPEC_LABEL] for s in changed])) == 10
     # The versions and labels reach the server through models.config, not through the container.
     assert spec_of(dict(unit, versions=[3], labels={"stable": 3}))["labels"][sa.SPEC_LABEL] == base
 
@@ -183,6 +192,9 @@ def test_the_docker_sdk_accepts_the_spec(tmp_path):
     spec = spec_of(make_unit(tmp_path, resources={"memory": "2g", "cpus": 1.5}), log_options={"max-size": "10m"})
     args = _create_container_args(dict(spec, version="1.41"))
     host_config = args.pop("host_config")
+    assert (host_config["ReadonlyRootfs"], host_config["CapDrop"], host_config["SecurityOpt"],
+            host_config["PidsLimit"], host_config["Tmpfs"]) == (
+        True, ["ALL"], ["no-new-privileges:true"], 4096, {"/tmp": "rw,noexec,nosuid,nodev,size=64m"})
     assert args.pop("name") == spec["name"]
     assert host_config["Init"] is True and host_config["NanoCpus"] == 1500000000
     assert host_config["NetworkMode"] == "host" and host_config["RestartPolicy"] == {"Name": "unless-stopped"}
@@ -190,8 +202,86 @@ def test_the_docker_sdk_accepts_the_spec(tmp_path):
         "Type": "json-file", "Config": {"max-size": "10m"}}
     assert [m["Target"] for m in host_config["Mounts"]] == [spec["mounts"][0]["Target"], "/etc/tfserving"]
     config = docker.types.ContainerConfig("1.41", **args)
-    assert config["Entrypoint"] == ["/usr/bin/tensorflow_model_server"]
+    assert config["Entrypoint"] == ["/usr/bin/tensorflow_model_server"] and config["User"] == "65534:65534"
     assert config["Healthcheck"]["StartPeriod"] == 120 * 10 ** 9 and config["Labels"] == spec["labels"]
+
+
+# ---------------------------------------------------------------- hardening
+
+HARDENING_KEYS = ("user", "read_only", "tmpfs", "cap_drop", "security_opt", "pids_limit")
+OFF = {"user": "", "read_only": False, "tmpfs": {}, "cap_drop": [], "no_new_privileges": False, "pids_limit": 0}
+
+
+def test_containers_are_hardened_by_default(tmp_path):
+    spec = spec_of(make_unit(tmp_path))
+    assert dict((k, spec[k]) for k in HARDENING_KEYS) == {
+        "user": "65534:65534", "read_only": True, "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=64m"},
+        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "pids_limit": 4096}
+    assert sa.hardening_of(spec) == sa.HARDENING
+
+
+@pytest.mark.parametrize("name", sorted(OFF))
+def test_each_hardening_setting_turns_off_alone(tmp_path, name):
+    unit = make_unit(tmp_path)
+    spec = spec_of(unit, hardening={name: OFF[name]})
+    key = "security_opt" if name == "no_new_privileges" else name
+    assert key not in spec  # Docker's and the image's own default
+    assert sa.hardening_of(spec) == dict(sa.HARDENING, **{name: OFF[name]})
+    assert [k for k in HARDENING_KEYS if k in spec] == [k for k in HARDENING_KEYS if k != key]
+    assert spec["labels"][sa.SPEC_LABEL] != spec_of(unit)["labels"][sa.SPEC_LABEL]
+
+
+def test_hardening_all_off_leaves_the_image_defaults_and_overrides_are_passed_as_given(tmp_path):
+    unit = make_unit(tmp_path)
+    assert not [k for k in HARDENING_KEYS if k in spec_of(unit, hardening=OFF)]
+    custom = {"user": "1000:1000", "tmpfs": {"/tmp": "size=1m", "/var/cache/x": ""}, "cap_drop": ["NET_RAW"],
+              "pids_limit": 64}
+    spec = spec_of(unit, hardening=custom)
+    assert (spec["user"], spec["tmpfs"], spec["cap_drop"], spec["pids_limit"]) == (
+        "1000:1000", {"/tmp": "size=1m", "/var/cache/x": ""}, ["NET_RAW"], 64)
+    assert spec["read_only"] is True and spec["security_opt"] == ["no-new-privileges:true"]
+
+
+def test_hardening_problems_name_the_variable_the_value_and_what_is_valid():
+    assert sa.hardening_problems(sa.HARDENING) == [] and sa.hardening_problems(OFF) == []
+    assert sa.hardening_problems({"cap_drop": ["cap_net_raw", "Sys_Admin"], "tmpfs": {"/run": "mode=1777,uid=1"},
+                                  "user": "0:0"}) == []
+    bad = {"user": "nobody", "read_only": "yes", "tmpfs": {"tmp": "", "/": "", "/t": "size=1m,exec=1,suid"},
+           "cap_drop": ["ALL", "NET_RAWW", 3], "no_new_privileges": 1, "pids_limit": -1}
+    assert sa.hardening_problems(bad, "serving_") == [
+        "serving_user: 'nobody' is not a numeric uid:gid; use e.g. \"65534:65534\" (nobody), or \"\" for the "
+        "image's own user",
+        "serving_read_only: 'yes' is not true or false",
+        "serving_no_new_privileges: 1 is not true or false",
+        "serving_tmpfs: '/' is not an absolute path below /",
+        "serving_tmpfs: /t has options Docker's tmpfs does not take: exec=1 (use e.g. rw, noexec, nosuid, nodev, "
+        "size=64m, mode=1777, uid=N, gid=N)",
+        "serving_tmpfs: 'tmp' is not an absolute path below /",
+        "serving_cap_drop: 'NET_RAWW', 3 are not Linux capabilities; use ALL or names such as NET_RAW",
+        "serving_pids_limit: -1 is not a number of processes; use a positive integer (threads count), or 0 for "
+        "no limit"]
+    for value in ("1000", "1000:", ":1000", 1000, "1000:1000 "):
+        assert sa.hardening_problems({"user": value}), value
+    assert sa.hardening_problems({"tmpfs": "/tmp", "cap_drop": "ALL", "pids_limit": True}) == [
+        "tmpfs: '/tmp' is not a mapping of container path to mount options, such as "
+        "{\"/tmp\": \"rw,noexec,nosuid,size=64m\"}; {} mounts none",
+        "cap_drop: 'ALL' is not a list of capabilities, such as [ALL]; [] drops none",
+        "pids_limit: True is not a number of processes; use a positive integer (threads count), or 0 for no limit"]
+
+
+def test_a_hardening_change_shows_in_the_diff_and_recreates(tmp_path):
+    unit = make_unit(tmp_path)
+    client = FakeClient()
+    client.add_like(spec_of(unit, hardening=OFF))  # as made before hardening, or with it off
+    result = sa.apply(client, check_mode=True, units=[unit], host="h1")
+    assert result["units"][unit["name"]]["container"] == "recreated"
+    [change] = [d for d in result["diff"] if d["before_header"] == "container %s" % unit["name"]]
+    assert change["before"]["hardening"] == OFF and change["after"]["hardening"] == sa.HARDENING
+    assert converge(client, spec_of(unit)) == "recreated"
+    created = client.existing[unit["name"]]
+    assert sa._container_hardening(created.attrs) == sa.HARDENING
+    assert created.kwargs["security_opt"] == ["no-new-privileges:true"]
+    assert converge(client, spec_of(unit, hardening=dict(sa.HARDENING))) == "unchanged"
 
 
 # ---------------------------------------------------------------- container decisions

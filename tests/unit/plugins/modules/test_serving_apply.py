@@ -87,7 +87,37 @@ def test_a_failure_returns_what_was_done(tmp_path, capsys, monkeypatch):
     assert result["msg"].startswith("h1: tfserving-half_plus: no status answer from 127.0.0.1:%d" % unit["rest_port"])
     assert result["units"]["tfserving-half_plus"]["container"] == "created" and len(result["diff"]) == 2
     assert client.mutations() == [("create", "tfserving-half_plus"), ("start", "tfserving-half_plus")]
-    assert client.containers.get("tfserving-half_plus").kwargs["restart_policy"] == {"Name": "unless-stopped"}
+    created = client.containers.get("tfserving-half_plus").kwargs
+    assert created["restart_policy"] == {"Name": "unless-stopped"}
+    assert (created["user"], created["read_only"], created["cap_drop"], created["security_opt"],
+            created["pids_limit"]) == ("65534:65534", True, ["ALL"], ["no-new-privileges:true"], 4096)
+    after = [d["after"] for d in result["diff"] if d["after_header"] == "container tfserving-half_plus"]
+    assert after[0]["hardening"] == engine.HARDENING
+
+
+def test_hardening_options_reach_the_container_and_off_values_leave_the_image_defaults(tmp_path, capsys,
+                                                                                        monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(engine, "docker_client", lambda host, check_mode: client)
+    # As the role passes them: templated, so numbers and booleans may arrive as strings.
+    run(capsys, {"units": [make_unit(tmp_path)], "host": "h1", "wait_timeout": 1, "user": "", "read_only": "false",
+                 "tmpfs": {}, "cap_drop": [], "no_new_privileges": False, "pids_limit": "0"})
+    created = client.containers.get("tfserving-half_plus").kwargs
+    assert not set(created) & {"user", "read_only", "tmpfs", "cap_drop", "security_opt", "pids_limit"}
+
+
+def test_bad_hardening_fails_before_anything_changes(tmp_path, capsys, monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(engine, "docker_client", lambda host, check_mode: client)
+    unit = make_unit(tmp_path)
+    result = run(capsys, {"units": [unit], "host": "h1", "user": "root", "cap_drop": ["ALL", "NOPE"],
+                          "pids_limit": -5})
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"] == (
+        "h1: user: 'root' is not a numeric uid:gid; use e.g. \"65534:65534\" (nobody), or \"\" for the image's own "
+        "user; cap_drop: 'NOPE' is not a Linux capability; use ALL or names such as NET_RAW; pids_limit: -5 is not "
+        "a number of processes; use a positive integer (threads count), or 0 for no limit")
+    assert client.calls == [] and not os.path.exists(unit["config_dir"])
 
 
 @pytest.mark.parametrize("check_mode", [False, True])
