@@ -68,7 +68,8 @@ def host_inputs(name, hostvars, defaults):
     }
 
 
-API_KEY = re.compile(r"\A[A-Za-z0-9._~+/=-]{16,512}\Z")
+# No leading "~": nginx would read the map key as a regular expression.
+API_KEY = re.compile(r"\A[A-Za-z0-9._+/=-][A-Za-z0-9._~+/=-]{15,511}\Z")
 CLIENT_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 RATE = re.compile(r"\A[1-9][0-9]{0,8}r/[sm]\Z")
 HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
@@ -90,7 +91,8 @@ def _redacted(key, value):
         secret = entry.get("key")
         entries.append({"name": entry.get("name"), "models": entry.get("models"),
                         "key_usable": isinstance(secret, str) and bool(API_KEY.match(secret)),
-                        "key_digest": hashlib.sha256(secret.encode("utf-8")).hexdigest()
+                        # nginx matches keys without regard to case.
+                        "key_digest": hashlib.sha256(secret.lower().encode("utf-8")).hexdigest()
                         if isinstance(secret, str) else None})
     return entries
 
@@ -119,14 +121,16 @@ def access_problems(settings):
         name = entry.get("name")
         if not (isinstance(name, str) and CLIENT_NAME.match(name)):
             problems.append("%s.name: %r is not a client name; use 1 to 64 of A-Z a-z 0-9 _ . -" % (where, name))
-        elif name in names:
-            problems.append("%s.name: %r names two entries; give each client one entry" % (where, name))
-        names.add(name)
+        elif name.lower() in names:
+            problems.append("%s.name: %r names two entries (names are compared without regard to case); give each "
+                            "client one entry" % (where, name))
+        names.add(name.lower() if isinstance(name, str) else name)
         if not entry.get("key_usable"):
-            problems.append("%s.key (of %s): is not a usable key; use 16 to 512 of A-Z a-z 0-9 . _ ~ + / = - (the "
-                            "value is not shown)" % (where, name))
+            problems.append("%s.key (of %s): is not a usable key; use 16 to 512 of A-Z a-z 0-9 . _ ~ + / = -, not "
+                            "starting with ~ (the value is not shown)" % (where, name))
         elif entry["key_digest"] in digests:
-            problems.append("%s.key (of %s): is the key of another entry; give each client its own key" % (where, name))
+            problems.append("%s.key (of %s): is the key of another entry (keys are compared without regard to case); "
+                            "give each client its own key" % (where, name))
         digests.add(entry.get("key_digest"))
         models = entry.get("models")
         if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):

@@ -148,14 +148,14 @@ def tensor_from_proto(proto):
                      % shape_string(shape))
     n = _product(shape)
     if proto.tensor_content and dtype != "DT_STRING":
+        width = 2 if dtype == "DT_BFLOAT16" else struct.calcsize(_PACK[dtype])
+        if len(proto.tensor_content) != n * width:
+            raise Status("INVALID_ARGUMENT", "Cannot parse tensor from proto: tensor_content has %d bytes, "
+                         "shape %s needs %d" % (len(proto.tensor_content), shape_string(shape), n * width))
         if dtype == "DT_BFLOAT16":
             raw = [struct.unpack("<f", b"\0\0" + proto.tensor_content[i:i + 2])[0]
                    for i in range(0, len(proto.tensor_content), 2)]
         else:
-            width = struct.calcsize(_PACK[dtype])
-            if len(proto.tensor_content) != n * width:
-                raise Status("INVALID_ARGUMENT", "Cannot parse tensor from proto: tensor_content has %d bytes, "
-                             "shape %s needs %d" % (len(proto.tensor_content), shape_string(shape), n * width))
             raw = list(struct.unpack("<%d%s" % (n, _PACK[dtype]), proto.tensor_content))
         return Tensor(dtype, shape, raw)
     values = list(getattr(proto, _PROTO_FIELD[dtype]))
@@ -444,6 +444,32 @@ def _broadcast_values(t, shape):
     return result
 
 
+def _pow(a, b, integer):
+    """TF's Pow: IEEE results (nan, inf) where Python raises or goes complex."""
+    if integer:
+        if b < 0:
+            raise Status("INVALID_ARGUMENT", "Integers to negative integer powers are not allowed")
+        return a ** b
+    odd = float(b).is_integer() and int(b) % 2 == 1
+    if a == 0 and b < 0:
+        return math.copysign(math.inf, a) if odd else math.inf
+    try:
+        return math.pow(a, b)
+    except ValueError:  # a negative base to a fractional power
+        return math.nan
+    except OverflowError:
+        return -math.inf if a < 0 and odd else math.inf
+
+
+def _fsum(values):
+    """An exactly rounded sum, with TF's answers where math.fsum raises (inf - inf is nan, overflow is inf)."""
+    values = list(values)
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(values)
+
+
 def _div(a, b, integer):
     if integer:
         if b == 0:
@@ -481,7 +507,7 @@ BINARY_OPS = {
     "Maximum": lambda a, b, i: max(a, b),
     "Minimum": lambda a, b, i: min(a, b),
     "SquaredDifference": lambda a, b, i: (a - b) * (a - b),
-    "Pow": lambda a, b, i: a ** b,
+    "Pow": lambda a, b, i: _pow(a, b, i),
     "Greater": lambda a, b, i: a > b,
     "GreaterEqual": lambda a, b, i: a >= b,
     "Less": lambda a, b, i: a < b,
@@ -556,7 +582,7 @@ def _matmul(ev, node, inputs):
                        % (shape_string(a.shape), shape_string(b.shape)))
     cols = b.shape[0] if _attr(node, "transpose_b", False) else b.shape[1]
     columns = [list(col) for col in zip(*mb)] if mb else [[] for _ in range(cols)]
-    vals = [normalize(a.dtype, math.fsum(x * y for x, y in zip(row, col))) for row in ma for col in columns]
+    vals = [normalize(a.dtype, _fsum(x * y for x, y in zip(row, col))) for row in ma for col in columns]
     return [Tensor(a.dtype, [len(ma), cols], vals)]
 
 
@@ -570,7 +596,7 @@ def _softmax(ev, node, inputs):
         row = t.values[start:start + width]
         top = max(row) if row else 0.0
         exps = [_exp(v - top) for v in row]
-        total = math.fsum(exps)
+        total = _fsum(exps)
         if node.op == "LogSoftmax":
             out.extend(normalize(t.dtype, v - top - math.log(total)) for v in row)
         else:
@@ -758,9 +784,9 @@ def _reduce(ev, node, inputs):
     for key in sorted(groups):
         vals = groups[key]
         if op == "Sum":
-            v = math.fsum(vals) if t.dtype in FLOAT_TYPES else sum(vals)
+            v = _fsum(vals) if t.dtype in FLOAT_TYPES else sum(vals)
         elif op == "Mean":
-            v = math.fsum(vals) / len(vals) if t.dtype in FLOAT_TYPES else int(sum(vals) / len(vals))
+            v = _fsum(vals) / len(vals) if t.dtype in FLOAT_TYPES else _div(sum(vals), len(vals), True)
         elif op == "Max":
             v = max(vals)
         elif op == "Min":
@@ -1123,26 +1149,26 @@ class Session:
 
     def run(self, feeds, fetches, targets=()):
         """Session::Run: feeds {"x:0": Tensor}, fetches ["y:0"], targets ["init"] -> [Tensor]."""
-        fed = {}
-        for position, (name, tensor) in enumerate(sorted(feeds.items())):
-            key = name if ":" in name else name + ":0"
-            node = self.graph.get(key.split(":")[0])
-            if node is None:
-                raise Status("INVALID_ARGUMENT", "Tensor %s, specified in either feed_devices or fetch_devices was "
-                             "not in the Graph" % key)
-            expected = _output_dtype(node, int(key.split(":")[1]))
-            if expected and expected != tensor.dtype:
-                raise Status("INVALID_ARGUMENT", "Expects arg[%d] to be %s but %s is provided"
-                             % (position, dtype_string(expected), dtype_string(tensor.dtype)))
-            fed[key] = tensor
-        frame = _Frame(self, self.graph, feeds=fed)
         try:
+            fed = {}
+            for position, (name, tensor) in enumerate(sorted(feeds.items())):
+                key = _feed_name(name)
+                node = self.graph.get(key.split(":")[0])
+                if node is None:
+                    raise Status("INVALID_ARGUMENT", "Tensor %s, specified in either feed_devices or fetch_devices "
+                                 "was not in the Graph" % key)
+                expected = _output_dtype(node, int(key.split(":")[1]))
+                if expected and expected != tensor.dtype:
+                    raise Status("INVALID_ARGUMENT", "Expects arg[%d] to be %s but %s is provided"
+                                 % (position, dtype_string(expected), dtype_string(tensor.dtype)))
+                fed[key] = tensor
+            frame = _Frame(self, self.graph, feeds=fed)
             for target in targets:
                 frame.run_node(target)
             return [frame.tensor(name) for name in fetches]
         except RecursionError:
             raise Status("UNIMPLEMENTED", "The TF Serving test double cannot evaluate graphs this deep")
-        except (ArithmeticError, IndexError, KeyError, TypeError, ValueError, struct.error) as e:
+        except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError, struct.error) as e:
             # A graph the kernels did not expect: an error answer, not a dead server thread.
             raise Status("INTERNAL", "The TF Serving test double failed to evaluate the graph: %s: %s"
                          % (type(e).__name__, e))

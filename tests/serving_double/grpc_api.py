@@ -25,9 +25,6 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 import evaluation
 from tf_status import Status
 
-DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 ERROR_MESSAGE_LIMIT = 1024  # grpc_status_util.cc
 INT32_MAX = (1 << 31) - 1
 STATE_ENUM = get_model_status_pb2.ModelVersionStatus.State
@@ -58,7 +55,7 @@ def fill_model_spec(spec, name, signature_name, version):
     spec.Clear()
     spec.name = name
     if signature_name is not None:
-        spec.signature_name = signature_name or DEFAULT_SIGNATURE
+        spec.signature_name = signature_name or evaluation.DEFAULT_SIGNATURE
     spec.version.value = version
 
 
@@ -180,18 +177,18 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
                 raise Status("INVALID_ARGUMENT", "All ModelSpecs in a MultiInferenceRequest must access the same "
                              "model name.")
             model_name = task.model_spec.name
-            signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            signature_name = task.model_spec.signature_name or evaluation.DEFAULT_SIGNATURE
             if signature_name in seen:
                 raise Status("INVALID_ARGUMENT", "Duplicate evaluation of signature: %s" % signature_name)
             seen.add(signature_name)
             if signature_name not in servable.meta_graph_def.signature_def:
                 raise Status("INVALID_ARGUMENT", "Requested signature not found in model graph: %s" % signature_name)
-            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            if task.method_name not in (evaluation.CLASSIFY_METHOD, evaluation.REGRESS_METHOD):
                 raise Status("UNIMPLEMENTED", "Unsupported signature method_name: %s" % task.method_name)
         response = inference_pb2.MultiInferenceResponse()
         for task in request.tasks:
             result = response.results.add()
-            if task.method_name == CLASSIFY_METHOD:
+            if task.method_name == evaluation.CLASSIFY_METHOD:
                 result.classification_result.CopyFrom(
                     evaluation.classify(servable, task.model_spec.signature_name, request.input))
             else:
@@ -317,6 +314,11 @@ class HealthServicer:
     SERVICES = ("", "ModelService", "PredictionService")
     MAX_SERVICE_NAME_LENGTH = 200
 
+    def __init__(self, threads):
+        # An open Watch holds one of the server's threads (the real server
+        # gives them threads of their own): one is always left for calls.
+        self._watch_slots = threading.BoundedSemaphore(max(1, threads - 1))
+
     def _service(self, raw, context):
         try:
             service = HealthCheckRequest.FromString(raw).service
@@ -333,10 +335,16 @@ class HealthServicer:
 
     def watch(self, raw, context):
         known = self._service(raw, context) in self.SERVICES
-        yield HealthCheckResponse(status=HealthCheckResponse.SERVING if known else HealthCheckResponse.SERVICE_UNKNOWN)
-        done = threading.Event()
-        if context.add_callback(done.set):
-            done.wait()
+        if not self._watch_slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many health watches open on the test double")
+        try:
+            yield HealthCheckResponse(status=HealthCheckResponse.SERVING if known
+                                      else HealthCheckResponse.SERVICE_UNKNOWN)
+            done = threading.Event()
+            if context.add_callback(done.set):
+                done.wait()
+        finally:
+            self._watch_slots.release()
 
     def handler(self):
         return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
@@ -372,13 +380,13 @@ def start_grpc_server(core, options, log):
     # grpc.max_receive_message_length overrides SetMaxMessageSize's unlimited size.
     channel_args = parse_channel_arguments(options["grpc_channel_arguments"])
     channel_args += [("grpc.max_receive_message_length", INT32_MAX), ("grpc.max_send_message_length", INT32_MAX)]
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options["grpc_max_threads"]),
-                                                     thread_name_prefix="grpc")
+    threads = max(1, options["grpc_max_threads"])
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
     server = grpc.server(executor, options=channel_args)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core, log), server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
     if options["enable_grpc_healthcheck_service"]:
-        server.add_generic_rpc_handlers((HealthServicer().handler(),))
+        server.add_generic_rpc_handlers((HealthServicer(threads).handler(),))
     addresses = []
     if options["port"] != 0:
         addresses.append("[::]:%d" % options["port"])  # gRPC's wildcard: all IPv6 and IPv4 addresses

@@ -1035,6 +1035,11 @@ class ServerCore:
                 status = None
             except Status as e:
                 model, status = None, e
+            except Exception as e:  # a bug of the double must end the version, not leave it LOADING for ever
+                log("E", "serving_double", "loading %s failed:\n%s" % (_servable_id(name, version),
+                                                                     traceback.format_exc()))
+                model, status = None, Status("UNKNOWN", "The TF Serving test double failed to load this version: "
+                                                        "%s: %s" % (type(e).__name__, e))
             with self.mu:
                 key = (harness.path, "success" if status is None else "fail")
                 self.load_attempts[key] = self.load_attempts.get(key, 0) + 1
@@ -1582,7 +1587,7 @@ class RestApi:
                              "a string value." % json_debug_string(doc))
             signature_name = doc["signature_name"]
         model = self.core.servable_handle(name, version, label)
-        key = signature_name or "serving_default"
+        key = signature_name or evaluation.DEFAULT_SIGNATURE
         signature = model.signatures.get(key)
         if signature is None:
             raise Status("INVALID_ARGUMENT", 'Serving signature name: "%s" not found in signature def' % key)

@@ -37,15 +37,26 @@ IMPORT = re.compile(r"^from (tensorflow[\w.]*) import (\w+_pb2)", re.M)
 MARKER = "mlserve_tensorflow_protos-%s.txt" % TENSORFLOW_VERSION
 
 
+def _cached(cache):
+    for name in sorted(os.listdir(cache)):
+        if name.startswith("tensorflow_cpu-%s-" % TENSORFLOW_VERSION) and name.endswith(".whl"):
+            return os.path.join(cache, name)
+    return None
+
+
 def wheel_path(python):
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlserve", "wheels")
     os.makedirs(cache, exist_ok=True)
-    for name in os.listdir(cache):
-        if name.startswith("tensorflow_cpu-%s-" % TENSORFLOW_VERSION) and name.endswith(".whl"):
-            return os.path.join(cache, name)
-    subprocess.run([python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--only-binary=:all:", "--dest", cache, "tensorflow-cpu==%s" % TENSORFLOW_VERSION], check=True)
-    return wheel_path(python)
+    if _cached(cache) is None:
+        # Only its .py files are used: one fixed platform's wheel serves every machine.
+        subprocess.run([python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                        "--only-binary=:all:", "--platform", "manylinux_2_27_x86_64", "--python-version", "3.11",
+                        "--implementation", "cp", "--abi", "cp311", "--dest", cache,
+                        "tensorflow-cpu==%s" % TENSORFLOW_VERSION], check=True)
+    path = _cached(cache)
+    if path is None:
+        raise SystemExit("pip downloaded no tensorflow_cpu-%s wheel into %s" % (TENSORFLOW_VERSION, cache))
+    return path
 
 
 def closure(wheel):

@@ -23,6 +23,17 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 DOUBLE_DIR = os.path.join(REPO, "tests", "serving_double")
 SERVER = os.path.join(DOUBLE_DIR, "model_server_double.py")
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "models")
+EXPECTED_DIR = os.path.join(REPO, "tests", "fixtures", "expected")
+
+
+def expected_answers():
+    """tests/fixtures/expected/<model>.json, by model: the cases and answers TensorFlow computed."""
+    answers = {}
+    for name in sorted(os.listdir(EXPECTED_DIR)):
+        if name.endswith(".json"):
+            with open(os.path.join(EXPECTED_DIR, name)) as f:
+                answers[name[:-len(".json")]] = json.load(f)
+    return answers
 
 
 def load_double_module():

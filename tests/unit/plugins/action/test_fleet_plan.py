@@ -274,11 +274,17 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "team a", "key": "0123456789abcdef"}]})),
      "gateway_api_keys[0].name: 'team a' is not a client name; use 1 to 64 of A-Z a-z 0-9 _ . - (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "s3cret"}]})),
-     "gateway_api_keys[0].key (of a): is not a usable key; use 16 to 512 of A-Z a-z 0-9 . _ ~ + / = - (the value is "
-     "not shown) (on gw)"),
+     "gateway_api_keys[0].key (of a): is not a usable key; use 16 to 512 of A-Z a-z 0-9 . _ ~ + / = -, not starting "
+     "with ~ (the value is not shown) (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "~" * 16}]})),
+     "gateway_api_keys[0].key (of a): is not a usable key"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "0123456789abcdef"},
-                                                                     {"name": "b", "key": "0123456789abcdef"}]})),
-     "gateway_api_keys[1].key (of b): is the key of another entry; give each client its own key (on gw)"),
+                                                                     {"name": "b", "key": "0123456789ABCDEF"}]})),
+     "gateway_api_keys[1].key (of b): is the key of another entry (keys are compared without regard to case); give "
+     "each client its own key (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "0123456789abcdef"},
+                                                                     {"name": "A", "key": "fedcba9876543210"}]})),
+     "gateway_api_keys[1].name: 'A' names two entries (names are compared without regard to case)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "0123456789abcdef",
                                                                       "models": ["resnet"]}]})),
      "gateway_api_keys[0].models: 'resnet' is not a model of tfserving_models (half_plus, half_plus_iso) (on gw)"),
