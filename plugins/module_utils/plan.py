@@ -135,9 +135,17 @@ def access_problems(settings):
         models = entry.get("models")
         if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
             problems.append("%s.models: %r is not a list of model names (omit it to allow every model)" % (where, models))
-    header = settings.get("api_key_header")
-    if not (isinstance(header, str) and HEADER.match(header)):
-        problems.append("gateway_api_key_header: %r is not an HTTP header name" % (header,))
+    # Each header also names an nginx variable ($http_...) and gRPC metadata (lower case).
+    headers = {}
+    for key in ("api_key_header", "pin_header", "pin_version_header"):
+        header = settings.get(key)
+        if not (isinstance(header, str) and HEADER.match(header)):
+            problems.append("gateway_%s: %r is not an HTTP header name; use 1 to 64 of A-Z a-z 0-9 -" % (key, header))
+        elif header.lower() in headers:
+            problems.append("gateway_%s: %r is already gateway_%s; give each its own header"
+                            % (key, header, headers[header.lower()]))
+        else:
+            headers[header.lower()] = key
     for kind in ("client", "model"):
         rate, burst = settings.get("%s_rate" % kind), settings.get("%s_burst" % kind)
         if rate not in ("", None) and not (isinstance(rate, str) and RATE.match(rate)):

@@ -288,6 +288,10 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_api_keys": [{"name": "a", "key": "0123456789abcdef",
                                                                       "models": ["resnet"]}]})),
      "gateway_api_keys[0].models: 'resnet' is not a model of tfserving_models (half_plus, half_plus_iso) (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_pin_version_header": "X Version"})),
+     "gateway_pin_version_header: 'X Version' is not an HTTP header name; use 1 to 64 of A-Z a-z 0-9 - (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_pin_version_header": "x-model-label"})),
+     "gateway_pin_version_header: 'x-model-label' is already gateway_pin_header; give each its own header (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_client_rate": "100/s"})),
      "gateway_client_rate: '100/s' is not a rate; use requests per second or minute such as '20r/s' or '600r/m', or "
      "'' for no limit (on gw)"),
