@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure this machine has what the lab and the tests need from Debian
-# (the Docker engine, debootstrap, wrk, nginx, nftables) and that the engine is running.
+# (the Docker engine, debootstrap, wrk, nginx, nftables, promtool, mtail) and that the engine is running.
 # Safe to run again: installs only what is missing, starts only what is stopped.
 set -euo pipefail
 
@@ -14,6 +14,11 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 # The firewall's unit tests load its rules in a network namespace of their own.
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The alert rules' unit tests (promtool test rules), the gateway's mtail
+# program tests, and the metrics benchmark (mtail, the nginx exporter).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v mtail >/dev/null 2>&1 || need+=(mtail)
+command -v prometheus-nginx-exporter >/dev/null 2>&1 || need+=(prometheus-nginx-exporter)
 [ -e /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -4,8 +4,8 @@
 tally: send COUNT requests to one URL and count the answers by status, by
   the version header and by the predictions (which prove the version).
 load: send requests round-robin over several URLs from a few threads until
-  a stop file appears or a time limit passes, and count failures; started
-  in the background around a rolling upgrade.
+  a stop file appears or a time limit passes, and count failures, in all
+  and per path; started in the background around a rolling upgrade.
 
 Both print one JSON object. Only 127.0.0.0/8 addresses are accepted.
 """
@@ -101,7 +101,7 @@ def load(args):
     targets = [loopback(url) for url in args.url]
     stop_at = time.monotonic() + args.max_seconds
     lock = threading.Lock()
-    totals = {"sent": 0, "failed": 0, "errors": {}}
+    totals = {"sent": 0, "failed": 0, "errors": {}, "paths": dict((t.path, {"sent": 0, "failed": 0}) for t in targets)}
 
     all_clients = []
 
@@ -122,8 +122,10 @@ def load(args):
                 error = "%s %s" % (targets[n].path, type(e).__name__)
             with lock:
                 totals["sent"] += 1
+                totals["paths"][targets[n].path]["sent"] += 1
                 if error:
                     totals["failed"] += 1
+                    totals["paths"][targets[n].path]["failed"] += 1
                     totals["errors"][error] = totals["errors"].get(error, 0) + 1
             time.sleep(args.pause)
 

@@ -27,13 +27,15 @@ ROLE_VARIABLES = {
     "firewall": firewall.VARIABLES,
     "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_user",
                 "serving_read_only", "serving_tmpfs", "serving_cap_drop", "serving_no_new_privileges",
-                "serving_pids_limit"),
+                "serving_pids_limit", "serving_monitoring_enabled", "serving_monitoring_path"),
     "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",
                 "gateway_http_port",
                 "gateway_status_port", "gateway_https_port", "gateway_tls_certificate",
                 "gateway_tls_certificate_key", "gateway_max_fails", "gateway_fail_timeout",
                 "gateway_upstream_keepalive", "gateway_api_keys", "gateway_api_key_header", "gateway_client_rate",
-                "gateway_client_burst", "gateway_model_rate", "gateway_model_burst"),
+                "gateway_client_burst", "gateway_model_rate", "gateway_model_burst", "gateway_metrics_enabled",
+                "gateway_mtail_port", "gateway_nginx_exporter_port"),
+    "monitoring": ("monitoring_port",),
 }
 
 
@@ -92,6 +94,7 @@ class ActionModule(ActionBase):
             "drained": args.get("drained", self._templar.template(task_vars.get("gateway_drained_hosts"))),
             "served": args.get("served", self._templar.template(task_vars.get("gateway_served_models"))),
             "gateway_hosts": groups.get("gateway", []),
+            "monitoring_hosts": groups.get("monitoring", []),
         }
         check = boolean(args.get("check_sources", True), strict=True)
         defaults = role_defaults()

@@ -13,6 +13,7 @@ from ansible_collections.mlserve.tfserving.plugins.module_utils import rollout
 class FilterModule(object):
     def filters(self):
         return {
+            "rollout_analysis_versions": rollout.analysis_versions,
             "rollout_batches": rollout.rollout_batches,
             "rollout_stages": rollout.rollout_stages,
             "rollout_step_problems": rollout.step_problems,

@@ -15,4 +15,5 @@ class FilterModule(object):
         return {
             "status_rows": status.status_rows,
             "status_table": status.status_table,
+            "status_versions": status.status_versions,
         }

@@ -22,7 +22,7 @@ import ipaddress
 TABLE = "inet mlserve_tfserving"
 # The host variables the plan reads (defaults in roles/firewall/defaults/main.yml).
 VARIABLES = ("firewall_enabled", "firewall_allowed_sources", "firewall_gateway_sources")
-WHY = "the serving hosts' firewall (firewall_enabled) allows gateways by address"
+WHY = "the serving hosts' firewall (firewall_enabled) allows gateways and monitoring hosts by address"
 
 
 def network_problem(value):
@@ -53,15 +53,16 @@ def _enabled(host):
 
 
 def gateway_sources(host):
-    """The addresses a gateway host's connections come from: firewall_gateway_sources, else its address."""
+    """The addresses a gateway's (or monitoring host's) connections come from: firewall_gateway_sources, else its address."""
     return host["firewall"]["gateway_sources"] or [host["address"]]
 
 
-def plan_problems(hosts, serving_names, gateway_names):
+def plan_problems(hosts, serving_names, gateway_names, monitor_names=()):
     """Problems of the firewall variables of the inventory, every one at once.
 
     `hosts`: host_inputs() of every host; `serving_names`: the serving hosts;
-    `gateway_names`: the hosts that render a gateway. The gateways' sources
+    `gateway_names`: the hosts that render a gateway; `monitor_names`: the
+    monitoring hosts, whose Prometheus scrapes the REST ports. Their sources
     are only checked when some serving host enables the firewall.
     """
     by_message = {}
@@ -85,7 +86,7 @@ def plan_problems(hosts, serving_names, gateway_names):
     if not any(_enabled(h) for h in hosts if h["name"] in serving_names):
         return problems
     for host in hosts:
-        if host["name"] not in gateway_names:
+        if host["name"] not in gateway_names and host["name"] not in monitor_names:
             continue
         explicit = host["firewall"]["gateway_sources"]
         if explicit:
@@ -99,16 +100,18 @@ def plan_problems(hosts, serving_names, gateway_names):
     return problems
 
 
-def host_firewalls(hosts, profile_by_host, gateway_names):
+def host_firewalls(hosts, profile_by_host, gateway_names, monitor_names=()):
     """Each serving host's firewall, for the hosts that enable it.
 
     `profile_by_host`: serving host -> its profile key in the plan (whose
     units give the ports: hosts that share a profile share them, so a large
     fleet's plan does not repeat them per host). Returns host -> {profile,
-    gateways: {gateway: sources}, allowed: firewall_allowed_sources}.
+    gateways: {gateway: sources}, monitors: {monitoring host: sources},
+    allowed: firewall_allowed_sources}.
     """
     gateways = dict((h["name"], list(gateway_sources(h))) for h in hosts if h["name"] in gateway_names)
-    return dict((h["name"], {"profile": profile_by_host[h["name"]], "gateways": gateways,
+    monitors = dict((h["name"], list(gateway_sources(h))) for h in hosts if h["name"] in monitor_names)
+    return dict((h["name"], {"profile": profile_by_host[h["name"]], "gateways": gateways, "monitors": monitors,
                              "allowed": list(h["firewall"]["allowed_sources"])})
                 for h in hosts if h["name"] in profile_by_host and _enabled(h))
 
@@ -140,11 +143,16 @@ def render(firewall, units, host):
                for source in addresses]
     sources += [(source, "firewall_allowed_sources") for source in firewall["allowed"]]
     networks = [ipaddress.ip_network(source) for source, _ in sources]
+    monitors = [(source, "monitoring host %s" % monitor)
+                for monitor, addresses in sorted(firewall.get("monitors", {}).items()) for source in addresses]
+    scrapers = [ipaddress.ip_network(source) for source, _ in monitors]
     ports = ", ".join(str(p) for p in serving_ports(units))
+    rest_ports = ", ".join(str(p) for p in sorted(set(u["rest_port"] for u in units)))
     lines = [
         "#!/usr/sbin/nft -f",
         "# mlserve.tfserving firewall of %s, written by Ansible (roles/firewall): its TF Serving" % host,
-        "# ports answer the gateways, the host itself and firewall_allowed_sources only. Loaded",
+        "# ports answer the gateways, the host itself and firewall_allowed_sources only, and its",
+        "# REST ports the monitoring hosts too. Loaded",
         "# with nft -f, which applies the file in one transaction: the first line creates the",
         "# table when it is missing, so that the delete always succeeds, and the new table",
         "# replaces the old one. Other tables are left alone.",
@@ -161,6 +169,14 @@ def render(firewall, units, host):
     lines += ["\t#   %s: %s" % (source, why) for source, why in sources] or ["\t#   no one"]
     lines += _set("allowed_v4", "ipv4_addr", [n for n in networks if n.version == 4])
     lines += _set("allowed_v6", "ipv6_addr", [n for n in networks if n.version == 6])
+    lines += ["\t# The REST ports (metrics page, version status), which Prometheus may reach:",
+              "\tset rest_ports {", "\t\ttype inet_service"]
+    if rest_ports:
+        lines.append("\t\telements = { %s }" % rest_ports)
+    lines += ["\t}"]
+    lines += ["\t#   %s: %s" % (source, why) for source, why in monitors] or ["\t#   no monitoring host"]
+    lines += _set("monitors_v4", "ipv4_addr", [n for n in scrapers if n.version == 4])
+    lines += _set("monitors_v6", "ipv6_addr", [n for n in scrapers if n.version == 6])
     lines += [
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
@@ -171,6 +187,8 @@ def render(firewall, units, host):
         "\t\tip6 saddr ::1 accept comment \"the host itself\"",
         "\t\tip saddr @allowed_v4 accept",
         "\t\tip6 saddr @allowed_v6 accept",
+        "\t\ttcp dport @rest_ports ip saddr @monitors_v4 accept",
+        "\t\ttcp dport @rest_ports ip6 saddr @monitors_v6 accept",
         "\t\t# A reset, not a silent drop: a client that bypasses the gateway is told at once.",
         "\t\tmeta l4proto tcp reject with tcp reset comment \"not a gateway\"",
         "\t}",

@@ -40,6 +40,8 @@ ROUTE_KEYS = ("default", "split", "aliases")
 DEFAULT_MODELS_ROOT = "/srv/tfserving/models"
 CONTAINER_MODELS_ROOT = "/models"
 CONTAINER_CONFIG = "/etc/tfserving/models.config"
+# Beside it, in the same mounted directory (serving_monitoring_enabled).
+CONTAINER_MONITORING_CONFIG = "/etc/tfserving/monitoring.config"
 DEFAULT_PORT_BASE = 8500
 DEFAULT_GROUP = "tfserving"
 
@@ -486,6 +488,8 @@ def server_command(unit, flags=None, poll_seconds=5):
         "grpc_channel_arguments": "grpc.so_reuseport=0",
     }
     rendered.update(flags or {})
+    if unit.get("metrics_path"):
+        rendered["monitoring_config_file"] = CONTAINER_MONITORING_CONFIG
     rendered.update({
         "port": unit["grpc_port"],
         "rest_api_port": unit["rest_port"],
@@ -493,6 +497,11 @@ def server_command(unit, flags=None, poll_seconds=5):
         "model_config_file_poll_wait_seconds": poll_seconds,
     })
     return ["--%s=%s" % (name, _flag_value(rendered[name])) for name in sorted(rendered)]
+
+
+def monitoring_config(unit):
+    """The unit's MonitoringConfig (text protobuf): Prometheus metrics at its metrics_path on the REST port."""
+    return 'prometheus_config {\n  enable: true\n  path: "%s"\n}\n' % unit["metrics_path"]
 
 
 _LABEL_LINE = re.compile(r'version_labels\s*\{\s*key:\s*"([^"]+)"\s*value:\s*(\d+)\s*\}')

@@ -49,9 +49,10 @@ def _pool_name(model, version):
     return "tfs_%s_v%d" % (model, version)
 
 
-def _route(kind, pattern, model, version, upstream, rewrite=None, example=None):
+def _route(kind, pattern, model, version, upstream, rewrite=None, example=None, log_label=""):
+    """`log_label`: the label the access log records for the route ("" when a version or alias was named)."""
     return {"kind": kind, "pattern": pattern, "model": model, "version": str(version), "upstream": upstream,
-            "rewrite": rewrite, "example": example}
+            "rewrite": rewrite, "example": example, "log_label": log_label}
 
 
 def gateway_plan(models, backends, options=None):
@@ -110,26 +111,29 @@ def gateway_plan(models, backends, options=None):
         for label, version in sorted(model["labels"].items()):
             routes.append(dict(_route("label", "%s/labels/%s%s$" % (base, label, VERBS), name, version,
                                       _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
-                                      example="/v1/models/%s/labels/%s" % (name, label)), label=label))
+                                      example="/v1/models/%s/labels/%s" % (name, label), log_label=label),
+                               label=label))
         for alias, version in sorted(model["routes"]["aliases"].items()):
             routes.append(_route("alias", "^/v1/models/%s%s$" % (alias, VERBS), name, version,
                                  _pool_name(name, version), "/v1/models/%s/versions/%d$1" % (name, version),
                                  example="/v1/models/%s" % alias))
-        default = model["routes"]["default"]
-        default_version = model["labels"].get(default, default)
-        split = [{"label": label, "weight": weight, "version": model["labels"][label]}
-                 for label, weight in sorted(model["routes"]["split"].items()) if weight > 0]
+        default_version, split = _unversioned(model)
         version_var = _var(index, "version")
+        # The unversioned path chooses a label (pinned, else the split's or the
+        # default's), then that label's version.
+        label_var = _var(index, "label")
         routes.append(_route("default", "%s%s$" % (base, VERBS), name, "$" + version_var,
                              "tfs_%s_v$%s" % (name, version_var), "/v1/models/%s/versions/$%s$1" % (name, version_var),
-                             example="/v1/models/%s" % name))
+                             example="/v1/models/%s" % name, log_label="$" + label_var))
         plan_models.append({
             "name": name,
             "version_var": version_var,
+            "label_var": label_var,
+            "default_label": model["routes"]["default"] if model["routes"]["default"] in model["labels"] else "",
             "split_var": _var(index, "split") if split else None,
             "split": _split_buckets(split),
             "default_version": default_version,
-            "weights": _weights(split) or {default_version: 100},
+            "weights": unversioned_weights(model),
             "labels": dict(model["labels"]),
         })
 
@@ -187,11 +191,13 @@ def _grpc_listener(model, plan_model, port, grpc_pools):
     separate containers that know no labels: the client names the version
     or label in gRPC metadata (the pin headers), which nginx maps to the
     version's pool; without either, the unversioned route's version answers.
-    `choices` are the nginx map entries "version:label" -> version.
+    `choices` are the nginx map entries "version:label" -> version,
+    `label_choices` those -> label (the access log's; a shared model's
+    listener logs none: the label is inside the request).
     """
     name = model["name"]
     listener = {"name": "tfs_%s_grpc" % name, "model": name, "port": port, "topology": model["topology"],
-                "version_var": None, "pool_prefix": None, "choices": []}
+                "version_var": None, "pool_prefix": None, "choices": [], "label_var": None, "label_choices": []}
     if model["topology"] == "isolated":
         served = [p["version"] for p in grpc_pools if p["model"] == name]
         listener["pool_prefix"] = "tfs_%s_v" % name
@@ -200,6 +206,10 @@ def _grpc_listener(model, plan_model, port, grpc_pools):
                                + [("%d:" % v, str(v)) for v in model["versions"] if v in served]
                                + [(":%s" % label, str(v)) for label, v in sorted(model["labels"].items())
                                   if v in served])
+        # The label the access log records; "" when a version is named.
+        listener["label_var"] = plan_model["label_var"].replace("_label", "_grpc_label")
+        listener["label_choices"] = [(key, "$" + plan_model["label_var"] if key == ":" else key[1:])
+                                     for key, _ in listener["choices"] if key.startswith(":")]
     return listener
 
 
@@ -325,6 +335,20 @@ def grpc_route_results(answers):
     return rows
 
 
+def _unversioned(model):
+    """The unversioned path of a normalized model: its default version and its split's sides."""
+    default = model["routes"]["default"]
+    split = [{"label": label, "weight": weight, "version": model["labels"][label]}
+             for label, weight in sorted(model["routes"]["split"].items()) if weight > 0]
+    return model["labels"].get(default, default), split
+
+
+def unversioned_weights(model):
+    """Each version's share (percent) of a normalized model's unversioned path."""
+    default_version, split = _unversioned(model)
+    return _weights(split) or {default_version: 100}
+
+
 def _weights(split):
     """Share of the unversioned path per version (two labels may name one version)."""
     weights = {}
@@ -342,21 +366,22 @@ def _split_buckets(split):
     return buckets
 
 
-def gateway_port_problems(ports, grpc, host=None, listeners=None, server="nginx", taken=None):
+def gateway_port_problems(ports, grpc, host=None, listeners=None, server="nginx", taken=None, holders=None):
     """Listen ports of one gateway that collide with each other or are taken.
 
     `ports`: mapping of what -> port for the fixed listeners (http, https,
-    status); `grpc`: the plan's gRPC listeners; `listeners`: the host's
-    listen_ports_facts entries, where only `server` itself may hold a port;
-    `taken`: port -> what else on the host the plan gives it (serving
-    containers of a host that is a gateway too).
+    status, mtail...); `grpc`: the plan's gRPC listeners; `listeners`: the
+    host's listen_ports_facts entries, where only `server` itself may hold a
+    port; `holders`: what -> the process names that may hold that port
+    instead (the metrics exporters hold their own); `taken`: port -> what
+    else on the host the plan gives it (serving containers of a host that is
+    a gateway too).
     """
     claims = dict(taken or {})
     problems = []
     where = " on %s" % host if host else ""
     wanted = [(what, port) for what, port in sorted(ports.items()) if port]
     wanted += [("gRPC of %s" % g["name"], g["port"]) for g in grpc]
-    held = dict((int(entry["port"]), entry) for entry in listeners or [] if entry.get("name") != server)
     for what, port in wanted:
         if not (isinstance(port, int) and 0 < port < 65536):
             problems.append("gateway port %r%s (%s) is not a port from 1 to 65535; lower gateway_grpc_port_base or "
@@ -368,9 +393,12 @@ def gateway_port_problems(ports, grpc, host=None, listeners=None, server="nginx"
                             % (port, where, claims[port], what))
             continue
         claims[port] = what
-        if port in held:
-            name = held[port].get("name") or "unknown"
-            who = ("%s (pid %s)" % (name, held[port].get("pid")) if name != "unknown"
+        # ss shows a process name as the kernel keeps it: its first 15 characters.
+        allowed = set(name[:15] for name in (holders or {}).get(what, [server]))
+        held = [e for e in listeners or [] if int(e["port"]) == port and e.get("name") not in allowed]
+        if held:
+            name = held[0].get("name") or "unknown"
+            who = ("%s (pid %s)" % (name, held[0].get("pid")) if name != "unknown"
                    else "a process this host cannot name (another container or namespace)")
             problems.append("gateway port %d%s (%s) is already held by %s; free it or choose another port"
                             % (port, where, what, who))

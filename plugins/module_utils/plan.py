@@ -15,7 +15,8 @@ A plan::
                         "models": [...]}},   #     are the same (a fleet of 200
                                              #     hosts has few distinct ones)
      "gateways": {host: gateway plan},       # pools, routes, gRPC listeners
-     "firewalls": {host: {profile, gateways, allowed}},  # serving hosts with firewall_enabled
+     "firewalls": {host: {profile, gateways, monitors, allowed}},  # serving hosts with firewall_enabled
+     "monitoring": {url, servers, versions, gateways},  # what Prometheus scrapes (metrics.py)
      "sources": {model: [{version, checksum}]}}
 """
 
@@ -28,7 +29,7 @@ import ipaddress
 import json
 import re
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, serving_apply
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, metrics, serving_apply
 
 HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
@@ -62,6 +63,8 @@ def host_inputs(name, hostvars, defaults):
         "config_dir": var("serving_config_dir"),
         "flags": var("serving_flags") or {},
         "hardening": dict((name, var("serving_" + name)) for name in serving_apply.HARDENING),
+        "monitoring": {"serving_enabled": var("serving_monitoring_enabled"),
+                       "serving_path": var("serving_monitoring_path"), "port": var("monitoring_port")},
         "firewall": dict((key[len("firewall_"):], var(key)) for key in firewall.VARIABLES),
         "gateway": dict((key[len("gateway_"):], _redacted(key, var(key)))
                         for key in sorted(defaults) if key.startswith("gateway_")),
@@ -159,7 +162,14 @@ def access_problems(settings):
 def _profile(host, groups_served):
     """The inputs that decide a host's units; hosts sharing them share a profile."""
     return json.dumps([sorted(g for g in host["groups"] if g in groups_served), host["port_base"],
-                       host["models_root"], host["image"], host["resources"], host["config_dir"]], sort_keys=True)
+                       host["models_root"], host["image"], host["resources"], host["config_dir"],
+                       _metrics_path(host)], sort_keys=True)
+
+
+def _metrics_path(host):
+    """Where the host's servers answer Prometheus; None when serving_monitoring_enabled is off."""
+    settings = host["monitoring"]
+    return settings["serving_path"] if settings["serving_enabled"] is True else None
 
 
 def declaration_differences(me, declaration, others):
@@ -218,7 +228,14 @@ def _share(declaration, host):
     units = fleet.serving_units(models, host["groups"], host["port_base"])
     for unit in units:
         unit["config_dir"] = "%s/%s" % (str(host["config_dir"]).rstrip("/"), unit["name"])
+        unit["metrics_path"] = _metrics_path(host)
     return {"models": fleet.models_on_host(models, host["groups"]), "units": units}
+
+
+def _metrics_port(settings, key):
+    """A gateway's metrics listener port, when metrics are on and it is a port."""
+    value = settings.get(key)
+    return value if settings.get("metrics_enabled") is True and _is_port(value) else None
 
 
 def _is_port(value):
@@ -238,9 +255,9 @@ def _address_problem(address):
             "server's port itself" % (address,))
 
 
-def host_problems(host, serving, gateway_host):
+def host_problems(host, serving, gateway_host, monitor=False):
     """Problems of one host's own variables, without the host's name (build_plan adds the hosts)."""
-    problems = []
+    problems = metrics.host_problems(host, serving, gateway_host, monitor)
     if serving:
         if not _is_port(host["port_base"]):
             problems.append("tfserving_port_base: %r is not a port; use an integer from 1 to 65535" % (host["port_base"],))
@@ -359,15 +376,18 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     for host in sorted(set(served) - names, key=str):
         problems.append("gateway_served_models: %r is not a host of this inventory" % (host,))
     gateway_hosts = set(options.get("gateway_hosts") or [])
+    monitor_hosts = set(options.get("monitoring_hosts") or [])
     groups_served = _groups_served([declaration] + list(served.values()))
     serving_hosts = [h for h in hosts if groups_served & set(h["groups"])]
     serving_names = set(h["name"] for h in serving_hosts)
     host_level = _on_hosts((p, h["name"]) for h in hosts
-                           for p in host_problems(h, h["name"] in serving_names, h["name"] in gateway_hosts))
+                           for p in host_problems(h, h["name"] in serving_names, h["name"] in gateway_hosts,
+                                                  h["name"] in monitor_hosts))
     problems += host_level
-    problems += firewall.plan_problems(hosts, serving_names, gateway_hosts)
+    problems += firewall.plan_problems(hosts, serving_names, gateway_hosts, monitor_hosts)
     plan = {"inputs": plan_inputs(declaration, options), "host_inputs": dict((h["name"], h) for h in hosts),
             "problems": problems, "hosts": {}, "profiles": {}, "gateways": {}, "firewalls": {},
+            "monitoring": {"url": None, "servers": [], "versions": [], "gateways": []},
             "sources": dict(sources or {})}
     if usable is None or any(not _is_port(h["port_base"]) for h in serving_hosts):
         # The derivation needs a list of models and every port base.
@@ -390,7 +410,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         problems += _unit_problems(share["units"], members) or fleet.check_port_plan(share["units"], members)
     problems += _shared_addresses(backends)
     plan["firewalls"] = firewall.host_firewalls(
-        hosts, dict((h["name"], _profile(h, groups_served)) for h in serving_hosts), gateway_hosts)
+        hosts, dict((h["name"], _profile(h, groups_served)) for h in serving_hosts), gateway_hosts, monitor_hosts)
+    plan["monitoring"] = metrics.scrape_plan(plan["host_inputs"], plan, gateway_hosts, monitor_hosts)
 
     models = fleet.normalize_models(declaration)
     for position, model in zip(usable, models):
@@ -413,7 +434,10 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
                                                                                       ("rest_port", "REST")))
         problems += gateway.gateway_port_problems(
             {"http": settings.get("http_port"), "status": settings.get("status_port"),
-             "https": settings.get("https_port") if settings.get("tls_certificate") else None},
+             "https": settings.get("https_port") if settings.get("tls_certificate") else None,
+             # Not a port: host_problems has said so already.
+             "mtail": _metrics_port(settings, "mtail_port"),
+             "nginx exporter": _metrics_port(settings, "nginx_exporter_port")},
             routing["grpc"], host["name"], taken=serving_ports)
         plan["gateways"][host["name"]] = routing
 

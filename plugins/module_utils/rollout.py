@@ -27,12 +27,16 @@ __metaclass__ = type
 import math
 import re
 
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, gateway, metrics
+
 try:
     from collections.abc import Mapping
 except ImportError:  # Python 2
     from collections import Mapping
 
-STEP_KEYS = ("model", "versions", "labels", "split", "default")
+STEP_KEYS = ("model", "versions", "labels", "split", "default", "analysis")
+# What a step changes (analysis only judges the change).
+CHANGE_KEYS = ("versions", "labels", "split", "default")
 
 
 def _plain(value):
@@ -79,8 +83,11 @@ def rollout_stages(batches):
             + [{"phase": 3, "batch": list(b), "routes": "to", "serves": "to"} for b in batches])
 
 
-def step_problems(declaration, steps):
-    """What is wrong with the command line's steps, each naming the step."""
+def step_problems(declaration, steps, monitoring_url=None):
+    """What is wrong with the command line's steps, each naming the step.
+
+    `monitoring_url`: the plan's Prometheus; a step with `analysis` needs one.
+    """
     problems = []
     names = [m.get("name") for m in declaration if isinstance(m, dict)]
     if not isinstance(steps, list):
@@ -96,9 +103,29 @@ def step_problems(declaration, steps):
         if step.get("model") not in names:
             problems.append("%s.model: %r is not a declared model (declared: %s)"
                             % (where, step.get("model"), ", ".join(str(n) for n in names)))
-        elif len(set(step) - {"model"}) == 0:
+        elif not set(step) & set(CHANGE_KEYS):
             problems.append("%s: changes nothing; give versions, labels, split or default" % where)
+        if "analysis" in step:
+            problems += metrics.analysis_problems(step["analysis"], where + ".analysis")
+            if not monitoring_url:
+                problems.append("%s.analysis: needs Prometheus, and the inventory has no monitoring host (group "
+                                "monitoring, the mlserve.tfserving.monitoring role)" % where)
     return problems
+
+
+def analysis_versions(before, after, model):
+    """The versions a step's analysis judges: those whose share of the unversioned path grew.
+
+    A step that moves no traffic (it only adds a version, say) judges every
+    version the unversioned path reaches after it.
+    """
+    def weights(declaration):
+        found = [m for m in fleet.normalize_models([m for m in declaration if m["name"] == model])]
+        return gateway.unversioned_weights(found[0]) if found else {}
+
+    old, new = weights(before), weights(after)
+    grown = sorted(v for v, share in new.items() if share > old.get(v, 0))
+    return [{"model": model, "version": v} for v in grown or sorted(new)]
 
 
 def rollout_targets(declaration, steps):

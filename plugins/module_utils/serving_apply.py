@@ -32,6 +32,7 @@ from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet
 DOCKER_SOCKET = "/var/run/docker.sock"
 SERVER_BINARY = "/usr/bin/tensorflow_model_server"
 CONFIG_FILE = "models.config"
+MONITORING_FILE = "monitoring.config"
 SPEC_LABEL = "mlserve.tfserving.spec"
 HTTP_TIMEOUT = 3
 POLL_SECONDS = 0.5
@@ -384,6 +385,9 @@ def desired_container(unit, restart_policy="unless-stopped", log_options=None, e
     }
     if unit["topology"] == "isolated":
         labels["mlserve.tfserving.version"] = str(unit["versions"][0])
+    # The server reads its monitoring config once, at start: a new path recreates the container.
+    if unit.get("metrics_path"):
+        labels["mlserve.tfserving.metrics_path"] = unit["metrics_path"]
     spec = {
         "name": unit["name"],
         "image": unit["image"],
@@ -543,6 +547,7 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
     try:
         # Configs first: a (re)created container starts with its config, and its mount needs the directory.
         for plan in plans:
+            _write_monitoring(plan, result, check_mode)
             _write_step(plan, 0, result, check_mode)
         if client is None:
             for entry in result["units"].values():
@@ -560,6 +565,19 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
     except OSError as e:
         raise ApplyError("%s: %s" % (host, e), _finish(result, plans))
     return _finish(result, plans)
+
+
+def _write_monitoring(plan, result, check_mode):
+    unit = plan["unit"]
+    if not unit.get("metrics_path"):
+        return
+    path = os.path.join(unit["config_dir"], MONITORING_FILE)
+    text, current = fleet.monitoring_config(unit), read_text(path)
+    if current != text:
+        if not check_mode:
+            write_text(path, text)
+        plan["monitoring_diff"] = {"before_header": path, "before": current or "", "after_header": path,
+                                   "after": text}
 
 
 def _write_step(plan, index, result, check_mode):
@@ -634,6 +652,8 @@ def _finish(result, plans):
     for plan in plans:
         name = plan["unit"]["name"]
         entry = result["units"][name]
+        if "monitoring_diff" in plan:
+            result["diff"].append(plan["monitoring_diff"])
         if entry["config_changed"]:
             result["diff"].append({"before_header": plan["path"], "before": plan["current"] or "",
                                    "after_header": plan["path"], "after": plan["written"]})
@@ -644,6 +664,6 @@ def _finish(result, plans):
                 "after_header": "container %s" % name,
                 "after": {"image": spec["image"], "image_id": plan.get("image_id"), "command": spec["command"],
                           "spec": spec["labels"][SPEC_LABEL], "hardening": hardening_of(spec), "status": "running"}})
-    result["changed"] = bool(result["removed"]) or any(
+    result["changed"] = bool(result["removed"]) or any("monitoring_diff" in p for p in plans) or any(
         u["container"] not in (None, "unchanged") or u["config_changed"] for u in result["units"].values())
     return result

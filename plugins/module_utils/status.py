@@ -58,9 +58,37 @@ def status_rows(units, answers, host, models=None):
     return rows
 
 
-def status_table(rows):
-    """The rows as aligned text lines; a drifted row starts with '!'."""
+# Each version's traffic at the gateway, from Prometheus (version_metrics).
+METRIC_COLUMNS = (("rate", "REQ/S", "%.2f"), ("error_ratio", "ERRORS", "%.2f%%"), ("p99_ms", "P99 MS", "%.1f"))
+
+
+def status_versions(rows):
+    """The (model, version) pairs of the rows, once each, for version_metrics."""
+    pairs = sorted(set((row["model"], row["version"]) for row in rows))
+    return [{"model": model, "version": version} for model, version in pairs]
+
+
+def _metric_cell(figures, key, form):
+    value = (figures or {}).get(key)
+    if value is None:
+        return "-"
+    return form % (value * 100 if key == "error_ratio" else value)
+
+
+def status_table(rows, metrics=None):
+    """The rows as aligned text lines; a drifted row starts with '!'.
+
+    `metrics`: version_metrics' entries; when given, each row also shows its
+    version's request rate, error ratio and p99 at the gateway ("-" without
+    traffic in the window).
+    """
+    by_version = dict(((m["model"], m["version"]), m) for m in metrics or [])
+    columns = list(COLUMNS) + ([(key, title) for key, title, _ in METRIC_COLUMNS] if metrics is not None else [])
+    forms = dict((key, form) for key, _, form in METRIC_COLUMNS)
+
     def cell(row, key):
+        if key in forms:
+            return _metric_cell(by_version.get((row["model"], row["version"])), key, forms[key])
         value = row[key]
         if key == "labels":
             return ",".join(value) or "-"
@@ -68,10 +96,10 @@ def status_table(rows):
             return "yes" if value else "NO"
         return str(value)
 
-    table = [[title for _, title in COLUMNS]]
+    table = [[title for _, title in columns]]
     marks = [" "]
     for row in sorted(rows, key=lambda r: (r["model"], r["version"], r["host"])):
-        table.append([cell(row, key) for key, _ in COLUMNS])
+        table.append([cell(row, key) for key, _ in columns])
         marks.append(" " if row["ok"] else "!")
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return [(mark + " " + "  ".join(c.ljust(w) for c, w in zip(line, widths))).rstrip()

@@ -50,8 +50,8 @@ options:
     type: dict
   parts:
     description:
-      - The parts of the plan to return (C(hosts), C(profiles), C(gateways), C(firewalls), C(sources), C(inputs),
-        C(host_inputs));
+      - The parts of the plan to return (C(hosts), C(profiles), C(gateways), C(firewalls), C(monitoring), C(sources),
+        C(inputs), C(host_inputs));
         RV(plan.problems) is always returned. All of them when omitted.
       - A role asks only for what it uses, which keeps the result small on a large fleet.
     type: list
@@ -106,7 +106,8 @@ plan:
     profiles:
       description:
         - Shares by profile key. C(units) are the containers (name, model, topology, versions, labels, image, resources,
-          grpc_port, rest_port, host_path, container_path, config_dir); C(models) the normalized models the host serves.
+          grpc_port, rest_port, host_path, container_path, config_dir, metrics_path); C(models) the normalized models
+          the host serves.
       type: dict
     gateways:
       description:
@@ -117,7 +118,15 @@ plan:
       description:
         - Each serving host with C(firewall_enabled), host to its C(profile) (whose units' gRPC and REST ports it
           filters), C(gateways) (gateway host to the addresses its connections come from) and C(allowed)
-          (C(firewall_allowed_sources)); the firewall role renders it with the C(mlserve.tfserving.nft_ruleset) filter.
+          (C(firewall_allowed_sources)), C(monitors) (monitoring host to its addresses, let in on the REST ports
+          only); the firewall role renders it with the C(mlserve.tfserving.nft_ruleset) filter.
+      type: dict
+    monitoring:
+      description:
+        - What Prometheus on the C(monitoring) group scrapes (plugins/module_utils/metrics.py). C(url) is the first
+          monitoring host's Prometheus (null without one); C(servers) each container's metrics page (C(host),
+          C(container), C(model), C(target), C(metrics_path)); C(versions) each (container, version) status URL the
+          blackbox exporter probes; C(gateways) each gateway's C(requests) (mtail) and C(nginx) (exporter) address.
       type: dict
     sources:
       description: Model name to the C(version) and C(checksum) of each declared version of its source.

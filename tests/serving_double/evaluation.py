@@ -1240,8 +1240,25 @@ def _feed_name(name):
     return name if ":" in name else name + ":0"
 
 
+def _failure_knob():
+    """SERVING_DOUBLE_FAIL_VERSIONS ("model:version,..."): the double's knob for a broken canary."""
+    entries = [e.strip().rsplit(":", 1) for e in os.environ.get("SERVING_DOUBLE_FAIL_VERSIONS", "").split(",")]
+    return frozenset((name, int(version)) for name, version in (e for e in entries if len(e) == 2))
+
+
+FAILING_VERSIONS = _failure_knob()
+
+
+def _fail_if_knob(servable):
+    """Every inference of a knob's version fails as a runtime error of the model would (INTERNAL, HTTP 500)."""
+    if (getattr(servable, "name", None), getattr(servable, "version", None)) in FAILING_VERSIONS:
+        raise Status("INTERNAL", "SERVING_DOUBLE_FAIL_VERSIONS: version %d of %s fails every inference (a knob "
+                                 "of the test double)" % (servable.version, servable.name))
+
+
 def predict(servable, signature_name, inputs, output_filter=()):
     """RunPredict of predict_util.cc: inputs {alias: Tensor} -> {alias: Tensor}."""
+    _fail_if_knob(servable)
     key = signature_name or DEFAULT_SIGNATURE
     signatures = servable.meta_graph_def.signature_def
     if key not in signatures:
@@ -1361,6 +1378,7 @@ def _preprocess_regression(signature):
 
 def _run_examples(servable, input_name, output_names, input_proto):
     """PerformOneShotTensorComputation: (number of examples, output tensors)."""
+    _fail_if_knob(servable)
     examples = input_to_serialized_example_tensor(input_proto)
     return examples.shape[0], servable.session.run({_feed_name(input_name): examples},
                                                    [_feed_name(n) for n in output_names])

@@ -41,6 +41,9 @@ command line stays exactly the real one):
 - ``SERVING_DOUBLE_LOAD_DELAY_SECONDS``: sleep this long while LOADING each
   version (makes START/LOADING observable, simulates big models).
 - ``SERVING_DOUBLE_UNLOAD_DELAY_SECONDS``: the same while UNLOADING.
+- ``SERVING_DOUBLE_FAIL_VERSIONS``: ``model:version,...`` whose every
+  inference (REST and gRPC) fails with INTERNAL (HTTP 500), as a broken
+  canary would; status and metadata still answer.
 - ``SERVING_DOUBLE_SAVED_MODEL_PY``: path of the SavedModel reader
   (``plugins/module_utils/saved_model.py``) if it is not beside this file or
   at its place in the collection.

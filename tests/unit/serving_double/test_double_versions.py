@@ -239,3 +239,19 @@ def test_missing_base_path_waits(start_double, tmp_path, models):
     shutil.copytree(str(models / "half_plus"), str(base))
     d.wait_rest(timeout=5)
     assert json.loads(d.get("/v1/models/m")[1])["model_version_status"][0]["version"] == "3"
+
+
+def test_failure_knob_fails_inference_of_its_version_only(start_double, models):
+    # SERVING_DOUBLE_FAIL_VERSIONS: the broken canary of molecule/default's canary side effect.
+    config_dir = models.parent
+    write_config(config_dir / "models.config", {"name": "m", "base_path": str(models / "half_plus"),
+                                                "policy": "specific { versions: 1 versions: 2 }"})
+    d = start_double("--model_config_file=%s" % (config_dir / "models.config"), "--file_system_poll_wait_seconds=1",
+                     env={"SERVING_DOUBLE_FAIL_VERSIONS": "other:1, m:2"}).wait_rest()
+    d.wait_states("m", {1: "AVAILABLE", 2: "AVAILABLE"})
+    assert d.predict("/v1/models/m/versions/1:predict", [2.0]) == [3.0]
+    code, body = d.json("POST", "/v1/models/m/versions/2:predict", {"instances": [2.0]})
+    assert code == 500
+    assert "SERVING_DOUBLE_FAIL_VERSIONS: version 2 of m fails every inference" in body["error"]
+    code, body = d.json("GET", "/v1/models/m/versions/2")
+    assert (code, body["model_version_status"][0]["state"]) == (200, "AVAILABLE")

@@ -389,7 +389,7 @@ def test_each_serving_host_firewall_lets_in_its_own_ports_from_the_gateways():
     assert built["problems"] == []
     assert built["firewalls"]["s2"] == {
         "profile": built["hosts"]["s2"]["profile"],
-        "gateways": {"gw": ["192.0.2.10"], "gw2": ["2001:db8::7", "192.0.2.77"]},
+        "gateways": {"gw": ["192.0.2.10"], "gw2": ["2001:db8::7", "192.0.2.77"]}, "monitors": {},
         "allowed": ["198.51.100.0/24"]}
     assert built["firewalls"]["s1"]["allowed"] == []
     # The gRPC and REST port of each of the host's four units.
@@ -417,7 +417,7 @@ def test_a_host_without_the_firewall_gets_none_and_a_fleet_without_one_checks_no
     assert built["problems"] == [] and built["firewalls"] == {}
 
 
-WHY = "the serving hosts' firewall (firewall_enabled) allows gateways by address"
+WHY = "the serving hosts' firewall (firewall_enabled) allows gateways and monitoring hosts by address"
 
 
 @pytest.mark.parametrize("inventory, message", [
@@ -455,3 +455,121 @@ def test_without_a_gateway_an_explicit_allow_list_is_enough():
     built = build(inventory=inventory)
     assert built["problems"] == []
     assert built["firewalls"]["s1"]["gateways"] == {} and built["firewalls"]["s1"]["allowed"] == ["192.0.2.99"]
+
+
+# ---------------------------------------------------------------- monitoring
+
+def with_monitor(inventory=None, **variables):
+    return (LAB if inventory is None else inventory) + hosts(
+        ("mon", ["monitoring"], dict({"ansible_host": "192.0.2.20", "monitoring_port": 19090}, **variables)))
+
+
+def test_role_defaults_turn_metrics_on():
+    assert ROLE_DEFAULTS["serving_monitoring_enabled"] is True
+    assert ROLE_DEFAULTS["serving_monitoring_path"] == "/monitoring/prometheus/metrics"
+    assert ROLE_DEFAULTS["gateway_metrics_enabled"] is True
+    assert (ROLE_DEFAULTS["gateway_mtail_port"], ROLE_DEFAULTS["gateway_nginx_exporter_port"]) == (3903, 9113)
+    assert ROLE_DEFAULTS["monitoring_port"] == 9090
+
+
+def test_the_plan_says_what_prometheus_scrapes_and_where_it_answers():
+    built = build(inventory=with_monitor(), monitoring_hosts=["mon"])
+    assert built["problems"] == []
+    monitoring = built["monitoring"]
+    assert monitoring["url"] == "http://192.0.2.20:19090"
+    # Every container of both hosts, on its REST port.
+    assert [(s["host"], s["container"], s["target"]) for s in monitoring["servers"]] == [
+        (h, c, "%s:%d" % (h, base + 1 + 2 * i)) for h, base in (("s1", 18500), ("s2", 18600))
+        for i, c in enumerate(["tfserving-half_plus", "tfserving-half_plus_iso-v1", "tfserving-half_plus_iso-v2",
+                               "tfserving-half_plus_iso-v3"])]
+    assert set(s["metrics_path"] for s in monitoring["servers"]) == {"/monitoring/prometheus/metrics"}
+    assert [(v["host"], v["model"], v["version"], v["url"]) for v in monitoring["versions"]][:3] == [
+        ("s1", "half_plus", 1, "http://s1:18501/v1/models/half_plus/versions/1"),
+        ("s1", "half_plus", 2, "http://s1:18501/v1/models/half_plus/versions/2"),
+        ("s1", "half_plus_iso", 1, "http://s1:18503/v1/models/half_plus_iso/versions/1")]
+    assert len(monitoring["versions"]) == 2 * (2 + 3)
+    assert monitoring["gateways"] == [{"host": "gw", "requests": "192.0.2.10:3903", "nginx": "192.0.2.10:9113"}]
+    # The serving hosts' firewalls let Prometheus in (to the REST ports, firewall.render).
+    assert built["firewalls"]["s1"]["monitors"] == {"mon": ["192.0.2.20"]}
+    # The units carry the path: the serving role writes their monitoring.config.
+    units = built["profiles"][built["hosts"]["s1"]["profile"]]["units"]
+    assert set(u["metrics_path"] for u in units) == {"/monitoring/prometheus/metrics"}
+    assert sorted(plan.for_ansible(built, ["monitoring"])) == ["monitoring", "problems"]
+
+
+def test_without_a_monitoring_host_the_plan_has_targets_but_no_url():
+    built = build()
+    assert built["problems"] == [] and built["monitoring"]["url"] is None
+    assert len(built["monitoring"]["servers"]) == 8 and built["firewalls"]["s1"]["monitors"] == {}
+
+
+def test_metrics_turned_off_leave_no_target_and_no_flag():
+    inventory = hosts(("s1", ["tfserving"], {"tfserving_port_base": 18500, "serving_monitoring_enabled": False}),
+                      ("gw", ["gateway"], {"gateway_http_port": 18080, "gateway_metrics_enabled": False}))
+    built = build(inventory=with_monitor(inventory), monitoring_hosts=["mon"])
+    assert built["problems"] == []
+    assert built["monitoring"]["servers"] == [] and built["monitoring"]["gateways"] == []
+    assert len(built["monitoring"]["versions"]) == 5  # still probed for AVAILABLE
+    units = built["profiles"][built["hosts"]["s1"]["profile"]]["units"]
+    assert set(u["metrics_path"] for u in units) == {None}
+
+
+def test_hosts_that_differ_only_in_their_metrics_path_do_not_share_a_profile():
+    inventory = hosts(("s1", ["tfserving"], {"tfserving_address": "192.0.2.1", "firewall_enabled": False}),
+                      ("s2", ["tfserving"], {"tfserving_address": "192.0.2.2", "serving_monitoring_path": "/metrics",
+                                             "firewall_enabled": False}))
+    built = build(inventory=inventory, gateway_hosts=[])
+    assert built["problems"] == []
+    assert built["hosts"]["s1"]["profile"] != built["hosts"]["s2"]["profile"]
+    assert [s["metrics_path"] for s in built["monitoring"]["servers"] if s["host"] == "s2"][0] == "/metrics"
+
+
+@pytest.mark.parametrize("inventory, message", [
+    (LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "serving_monitoring_enabled": "yes"})),
+     "serving_monitoring_enabled: 'yes' is not a boolean; use true or false (on s2)"),
+    (hosts(("s1", ["tfserving"], {"serving_monitoring_path": "metrics"})),
+     "serving_monitoring_path: 'metrics' is not a URL path such as /monitoring/prometheus/metrics (on s1)"),
+    (hosts(("s1", ["tfserving"], {"serving_flags": {"monitoring_config_file": "/etc/tfserving/mine.config"}})),
+     "serving_flags.monitoring_config_file: written by the collection while serving_monitoring_enabled is true; "
+     "remove the flag or turn monitoring off (on s1)"),
+    (LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 18080, "gateway_mtail_port": 18080})),
+     "gateway port 18080 on gw is claimed by http and mtail"),
+    (LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 18080, "gateway_status_port": 18081,
+                                          "gateway_nginx_exporter_port": 18081})),
+     "gateway port 18081 on gw is claimed by nginx exporter and status"),
+    (LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 18080, "gateway_metrics_enabled": "no"})),
+     "gateway_metrics_enabled: 'no' is not a boolean; use true or false (on gw)"),
+    # Not ports: named, and the plan is still made (no target is built of them).
+    (LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 18080, "gateway_mtail_port": "3903"})),
+     "gateway_mtail_port: '3903' is not a port; use an integer from 1 to 65535 (on gw)"),
+    (with_monitor(monitoring_port="abc"), "monitoring_port: 'abc' is not a port; use an integer from 1 to 65535 "
+                                          "(on mon)"),
+    # Prometheus must be let through the serving hosts' firewall by address.
+    (with_monitor(ansible_host="mon.example"),
+     "firewall_gateway_sources on mon is not set and its address 'mon.example' (tfserving_address, ansible_host or "
+     "the inventory name) is not an IP address or network; " + WHY),
+])
+def test_bad_metrics_input_is_refused_naming_the_variable(inventory, message):
+    monitors = [h["name"] for h in inventory if "monitoring" in h["groups"]]
+    problems = build(inventory=inventory, monitoring_hosts=monitors)["problems"]
+    assert message in " ".join(problems), problems
+
+
+def test_monitoring_turned_off_leaves_the_monitoring_flag_to_the_user():
+    mine = {"monitoring_config_file": "/etc/tfserving/mine.config"}
+    inventory = hosts(("s1", ["tfserving"], {"serving_monitoring_enabled": False, "serving_flags": mine}),
+                      ("gw", ["gateway"], {}))
+    assert build(inventory=inventory)["problems"] == []
+
+
+def test_the_action_passes_the_monitoring_group(tmp_path):
+    rc, output, built = run_action(tmp_path, {"all": {
+        "vars": {"ansible_connection": "local", "tfserving_models": declaration()},
+        "children": {"tfserving": {"hosts": {"s1": {"ansible_host": "192.0.2.1"}}},
+                     "gateway": {"hosts": {"gw": {"gateway_http_port": 18080, "ansible_host": "192.0.2.10"}}},
+                     "monitoring": {"hosts": {"mon": {"ansible_host": "192.0.2.20"}}}}}})
+    assert rc == 0, output
+    assert built["monitoring"]["url"] == "http://192.0.2.20:9090"
+    assert built["monitoring"]["gateways"] == [{"host": "gw", "requests": "192.0.2.10:3903",
+                                                "nginx": "192.0.2.10:9113"}]
+    assert built["firewalls"]["s1"]["monitors"] == {"mon": ["192.0.2.20"]}

@@ -46,7 +46,7 @@ def test_sources_are_split_by_family_and_overlaps_merged():
     elements = [line.strip() for line in text.splitlines() if "elements" in line]
     # An interval set refuses overlapping elements: the gateway's /32 is inside the /24.
     assert elements == ["elements = { 8500, 8501 }", "elements = { 192.0.2.0/24, 198.51.100.6/31 }",
-                        "elements = { 2001:db8::/64 }"]
+                        "elements = { 2001:db8::/64 }", "elements = { 8501 }"]
 
 
 def test_no_ports_and_no_sources_still_render_a_valid_file():
@@ -98,3 +98,80 @@ def test_in_a_namespace_only_the_gateway_and_the_host_itself_reach_the_serving_p
     assert outcome["127.0.0.3"] == {"21500": "refused", "21503": "refused", "21504": "accepted"}
     # A reset, at once: not a timeout.
     assert all(seconds < 1 for _, seconds in probe["results"]["127.0.0.3"].values())
+
+
+# ---------------------------------------------------------------- monitoring hosts: the REST ports only
+
+MONITORED = dict(FIREWALL, monitors={"mon": ["127.0.0.4", "2001:db8::9"]})
+
+
+def test_monitoring_hosts_are_let_in_to_the_rest_ports_only():
+    text = firewall.render(MONITORED, UNITS, "s1")
+    lines = text.splitlines()
+    rest = lines.index("\tset rest_ports {")
+    assert lines[rest + 1:rest + 4] == ["\t\ttype inet_service", "\t\telements = { 21501, 21503 }", "\t}"]
+    monitors_v4 = lines.index("\tset monitors_v4 {")
+    assert lines[monitors_v4 + 3] == "\t\telements = { 127.0.0.4 }"
+    monitors_v6 = lines.index("\tset monitors_v6 {")
+    assert lines[monitors_v6 + 3] == "\t\telements = { 2001:db8::9 }"
+    assert "\t#   127.0.0.4: monitoring host mon" in lines and "\t#   2001:db8::9: monitoring host mon" in lines
+    chain = lines[lines.index("\tchain serving_ports {"):]
+    accepts = [line.strip() for line in chain if "@monitors" in line]
+    assert accepts == ["tcp dport @rest_ports ip saddr @monitors_v4 accept",
+                       "tcp dport @rest_ports ip6 saddr @monitors_v6 accept"]
+    # Before the reset, or they would never be reached.
+    assert chain.index("\t\t" + accepts[1]) < chain.index("\t\tmeta l4proto tcp reject with tcp reset comment "
+                                                          "\"not a gateway\"")
+    # Not among the gateways' sources, which reach every port.
+    allowed_v4 = lines.index("\tset allowed_v4 {")
+    assert lines[allowed_v4 + 3] == "\t\telements = { 127.0.0.2 }"
+
+
+def test_without_monitoring_hosts_the_monitor_sets_are_empty():
+    lines = firewall.render(FIREWALL, UNITS, "s1").splitlines()
+    assert "\t#   no monitoring host" in lines
+    for name in ("monitors_v4", "monitors_v6"):
+        start = lines.index("\tset %s {" % name)
+        assert lines[start + 3] == "\t}"
+
+
+def test_host_firewalls_carry_the_monitoring_hosts_sources():
+    hosts = [{"name": "s1", "address": "192.0.2.1", "firewall": {"enabled": True, "allowed_sources": [],
+                                                                  "gateway_sources": []}},
+             {"name": "gw", "address": "192.0.2.9", "firewall": {"enabled": True, "allowed_sources": [],
+                                                                  "gateway_sources": []}},
+             {"name": "mon", "address": "192.0.2.5", "firewall": {"enabled": True, "allowed_sources": [],
+                                                                   "gateway_sources": ["2001:db8::5"]}}]
+    assert firewall.host_firewalls(hosts, {"s1": "p"}, ["gw"], ["mon"]) == {
+        "s1": {"profile": "p", "gateways": {"gw": ["192.0.2.9"]}, "monitors": {"mon": ["2001:db8::5"]},
+               "allowed": []}}
+    bad = [dict(hosts[2], address="mon.example", firewall=dict(hosts[2]["firewall"], gateway_sources=[]))]
+    problems = firewall.plan_problems(hosts[:2] + bad, ["s1"], ["gw"], ["mon"])
+    assert [p for p in problems if "mon" in p] == [
+        "firewall_gateway_sources on mon is not set and its address 'mon.example' (tfserving_address, ansible_host or "
+        "the inventory name) is not an IP address or network; " + firewall.WHY + ": set firewall_gateway_sources on "
+        "mon to the addresses its connections to the serving hosts come from"]
+
+
+def test_nft_checks_the_file_with_monitoring_hosts():
+    text = firewall.render(dict(MONITORED, allowed=["198.51.100.0/24"]), UNITS, "s1")
+    subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=text, text=True, check=True)
+    # No unit at all: an empty REST port set still loads.
+    subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=firewall.render(MONITORED, [], "s1"), text=True,
+                   check=True)
+
+
+def test_in_a_namespace_a_monitoring_host_reaches_the_rest_ports_and_not_grpc(tmp_path):
+    rules = tmp_path / "firewall.nft"
+    rules.write_text(firewall.render(MONITORED, UNITS, "s1"))
+    run = subprocess.run(["unshare", "-n", sys.executable, PROBE, str(rules), "--ports", "21500,21501,21503",
+                          "--outside", "21504", "--sources", "127.0.0.2,127.0.0.3,127.0.0.4"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    outcome = dict((source, dict((port, r[0]) for port, r in ports.items()))
+                   for source, ports in json.loads(run.stdout)["results"].items())
+    assert outcome == {
+        "127.0.0.2": {"21500": "accepted", "21501": "accepted", "21503": "accepted", "21504": "accepted"},
+        "127.0.0.3": {"21500": "refused", "21501": "refused", "21503": "refused", "21504": "accepted"},
+        "127.0.0.4": {"21500": "refused", "21501": "accepted", "21503": "accepted", "21504": "accepted"},
+    }

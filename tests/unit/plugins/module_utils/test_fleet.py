@@ -191,6 +191,25 @@ def test_prune_never_removes_a_labelled_version():
     assert sync["to_remove"] == []
 
 
+def test_a_unit_with_a_metrics_path_reads_its_monitoring_config_beside_models_config():
+    [unit] = plan(model())
+    unit["metrics_path"] = "/monitoring/prometheus/metrics"
+    command = fleet.server_command(unit, {"enable_batching": True}, poll_seconds=2)
+    assert "--monitoring_config_file=/etc/tfserving/monitoring.config" in command
+    assert command == sorted(command)  # the flags stay in name order, so the spec hash is stable
+    assert fleet.monitoring_config(unit) == (
+        'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n')
+
+
+@pytest.mark.parametrize("metrics_path", [None, ""])
+def test_without_a_metrics_path_there_is_no_monitoring_flag(metrics_path):
+    [unit] = plan(model())
+    plain = fleet.server_command(unit, poll_seconds=2)
+    unit["metrics_path"] = metrics_path
+    assert fleet.server_command(unit, poll_seconds=2) == plain
+    assert not any(flag.startswith("--monitoring_config_file") for flag in plain)
+
+
 def test_copy_problems_name_the_host_path_and_version():
     entry = {"model": "half_plus", "version": 2, "checksum": "s2", "src": "/src/half_plus/2/",
              "host_path": "/srv/tfserving/models/half_plus"}

@@ -146,6 +146,25 @@ def test_the_unversioned_path_follows_the_split_and_pins_by_label():
     assert (iso["split"], iso["split_var"], iso["default_version"], iso["weights"]) == ([], None, 2, {2: 100})
 
 
+def test_the_access_log_records_the_label_a_request_went_by():
+    planned = make_plan(grpc_port_base=18090)
+    labels = dict((r["example"], r["log_label"]) for r in planned["routes"])
+    assert labels["/v1/models/half_plus/labels/canary"] == "canary"
+    assert labels["/v1/models/half_plus/versions/2"] == labels["/v1/models/half_plus_v2"] == ""
+    # The unversioned path: the pinned label, else the split's or the default's.
+    assert labels["/v1/models/half_plus"] == "$tfs_m0_label"
+    half_plus, iso = planned["models"]
+    assert (half_plus["label_var"], iso["label_var"], iso["default_label"]) == ("tfs_m0_label", "tfs_m1_label", "stable")
+    declaration = [{"name": "m", "source": "/m", "versions": [3, 7]}]
+    assert make_plan(declaration)["models"][0]["default_label"] == ""
+    # gRPC: an isolated model's metadata names the label or a version (""); a
+    # shared model's label is inside the request, out of nginx's sight.
+    shared, isolated = planned["grpc"]
+    assert (shared["label_var"], shared["label_choices"]) == (None, [])
+    assert isolated["label_var"] == "tfs_m1_grpc_label"
+    assert isolated["label_choices"] == [(":", "$tfs_m1_label"), (":stable", "stable")]
+
+
 def test_two_labels_on_one_version_add_their_weights():
     declaration = [dict(DECLARATION[0], labels={"stable": 2, "canary": 2})]
     assert make_plan(declaration)["models"][0]["weights"] == {2: 100}
@@ -248,6 +267,31 @@ def test_a_gateway_port_held_by_another_process_is_a_problem_but_nginx_itself_is
         "gateway port 8080 on gw (http) is already held by python3 (pid 7); free it or choose another port",
         "gateway port 9000 on gw (https) is already held by a process this host cannot name (another container or "
         "namespace); free it or choose another port",
+    ]
+
+
+def test_the_metrics_ports_may_be_held_by_their_own_exporters_and_only_by_them():
+    ports = {"http": 8080, "status": 8081, "mtail": 3903, "nginx exporter": 9113}
+    holders = {"mtail": ["mtail"], "nginx exporter": ["prometheus-nginx-exporter"]}
+    # ss names a process by its first 15 characters; IPv4 and IPv6 entries of one port.
+    own = [{"port": 8080, "pid": 2, "name": "nginx"}, {"port": 3903, "pid": 3, "name": "mtail"},
+           {"port": 9113, "pid": 4, "name": "prometheus-ngin"}, {"port": 9113, "pid": 4, "name": "prometheus-ngin"}]
+    assert gateway.gateway_port_problems(ports, [], "gw", own, holders=holders) == []
+    swapped = [{"port": 3903, "pid": 2, "name": "nginx"}, {"port": 9113, "pid": 3, "name": "mtail"},
+               {"port": 8081, "pid": 4, "name": "prometheus-ngin"}]
+    assert gateway.gateway_port_problems(ports, [], "gw", swapped, holders=holders) == [
+        "gateway port 3903 on gw (mtail) is already held by nginx (pid 2); free it or choose another port",
+        "gateway port 9113 on gw (nginx exporter) is already held by mtail (pid 3); free it or choose another port",
+        "gateway port 8081 on gw (status) is already held by prometheus-ngin (pid 4); free it or choose another port",
+    ]
+
+
+def test_a_metrics_port_that_collides_with_a_listener_is_a_problem():
+    problems = gateway.gateway_port_problems({"http": 8080, "status": 8081, "mtail": 8081, "nginx exporter": None},
+                                             [], "gw", holders={"mtail": ["mtail"]})
+    assert problems == [
+        "gateway port 8081 on gw is claimed by mtail and status; give each listener its own port (see "
+        "gateway_http_port, gateway_https_port, gateway_status_port, gateway_grpc_port_base)",
     ]
 
 

@@ -69,15 +69,75 @@ def test_step_problems_name_the_step():
                                        {"model": "half_plus", "weights": 1}, "x"]) == [
         "rollout_steps[0].model: 'resnet' is not a declared model (declared: half_plus, gone)",
         "rollout_steps[1]: changes nothing; give versions, labels, split or default",
-        "rollout_steps[2].weights: unknown key; valid keys are model, versions, labels, split, default",
-        "rollout_steps[3]: 'x' must be a mapping with model and any of versions, labels, split, default",
+        "rollout_steps[2].weights: unknown key; valid keys are model, versions, labels, split, default, analysis",
+        # An unknown key is no change either.
+        "rollout_steps[2]: changes nothing; give versions, labels, split or default",
+        "rollout_steps[3]: 'x' must be a mapping with model and any of versions, labels, split, default, analysis",
     ]
     assert rollout.step_problems(OLD, {"model": "x"})[0].startswith("rollout_steps: {'model': 'x'} must be a list")
+
+
+PROMETHEUS = "http://127.0.0.1:19090"
+ANALYSIS = {"window": "60s", "min_requests": 200, "max_error_ratio": 0.01}
+
+
+def test_a_step_may_hold_its_change_to_an_analysis():
+    steps = [{"model": "half_plus", "split": {"stable": 50, "canary": 50}, "analysis": ANALYSIS},
+             {"model": "half_plus", "labels": {"stable": 2}, "split": {}, "analysis": dict(ANALYSIS, max_p99_ms=50)}]
+    assert rollout.step_problems(OLD, steps, PROMETHEUS) == []
+    # The analysis is not a change of the declaration.
+    assert "analysis" not in rollout.rollout_targets(OLD, steps)[0][0]
+
+
+def test_analysis_problems_name_the_step():
+    steps = [{"model": "half_plus", "split": {"stable": 50, "canary": 50}, "analysis": dict(ANALYSIS, window="60")},
+             {"model": "half_plus", "analysis": ANALYSIS}]
+    assert rollout.step_problems(OLD, steps, PROMETHEUS) == [
+        "rollout_steps[0].analysis.window: '60' is not a duration; use seconds, minutes or hours such as 60s, 5m or 1h",
+        # An analysis alone judges no change.
+        "rollout_steps[1]: changes nothing; give versions, labels, split or default",
+    ]
+
+
+@pytest.mark.parametrize("url", [None, ""])
+def test_an_analysis_needs_a_monitoring_host(url):
+    steps = [{"model": "half_plus", "split": {"stable": 50, "canary": 50}, "analysis": ANALYSIS}]
+    assert rollout.step_problems(OLD, steps, url) == [
+        "rollout_steps[0].analysis: needs Prometheus, and the inventory has no monitoring host (group monitoring, "
+        "the mlserve.tfserving.monitoring role)"]
+    assert rollout.step_problems(OLD, [dict(steps[0], analysis={"window": "1m"})]) == [
+        "rollout_steps[0].analysis: judges nothing; give max_error_ratio, max_p99_ms or both",
+        "rollout_steps[0].analysis: needs Prometheus, and the inventory has no monitoring host (group monitoring, "
+        "the mlserve.tfserving.monitoring role)"]
+
+
+STABLE_ONLY = [dict(OLD[0], routes={"default": "stable"}), OLD[1]]
+
+
+@pytest.mark.parametrize("before, step, judged", [
+    # 100 % stable (1), then half to the canary: only the canary's share grew.
+    (STABLE_ONLY, {"split": {"stable": 50, "canary": 50}}, [2]),
+    # 80/20, then 50/50: the canary again.
+    (OLD, {"split": {"stable": 50, "canary": 50}}, [2]),
+    # stable moves to the canary's version and the split goes: all traffic to 2.
+    (OLD, {"labels": {"stable": 2, "canary": 2}, "split": {}}, [2]),
+    # A new version behind a label no route takes: no share moved, so every version the path reaches.
+    (OLD, {"versions": [1, 2, 3], "labels": {"stable": 1, "canary": 2, "next": 3}}, [1, 2]),
+    (STABLE_ONLY, {"versions": [1, 2, 3]}, [1]),
+    # Back from the split to stable: version 1's share grew.
+    (OLD, {"split": {}}, [1]),
+])
+def test_the_analysis_judges_the_versions_whose_share_grew(before, step, judged):
+    after = rollout.rollout_targets(before, [dict(step, model="half_plus")])[0]
+    assert rollout.analysis_versions(before, after, "half_plus") == [{"model": "half_plus", "version": v}
+                                                                     for v in judged]
 
 
 def test_filters_are_the_module_utils_functions():
     filters = FilterModule().filters()
     assert filters["rollout_union"] is rollout.rollout_union
+    assert filters["rollout_analysis_versions"] is rollout.analysis_versions
+    assert filters["rollout_step_problems"] is rollout.step_problems
     assert filters["rollout_targets"] is rollout.rollout_targets
     assert filters["rollout_batches"] is rollout.rollout_batches
     assert filters["rollout_step_problems"] is rollout.step_problems

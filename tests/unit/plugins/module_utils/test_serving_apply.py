@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, serving_apply as sa
 
 from ...conftest import FIXTURES
-from ...serving_double.double_helpers import Double, free_port
+from ...serving_double.double_helpers import Double, free_port, http
 
 MUTATING = ("create", "start", "stop", "remove")
 
@@ -166,6 +166,17 @@ def test_desired_container(tmp_path):
     isolated = spec_of(make_unit(tmp_path, "tfserving-half_plus-v2", [2], topology="isolated"))
     assert isolated["labels"]["mlserve.tfserving.version"] == "2"
     assert "mem_limit" not in isolated and "nano_cpus" not in isolated
+
+
+def test_a_metrics_path_is_a_label_of_the_container(tmp_path):
+    unit = make_unit(tmp_path, metrics_path="/monitoring/prometheus/metrics")
+    spec = spec_of(unit)
+    assert spec["labels"]["mlserve.tfserving.metrics_path"] == "/monitoring/prometheus/metrics"
+    assert "--monitoring_config_file=/etc/tfserving/monitoring.config" in spec["command"]
+    # The server reads the path once, at start: another path is another container.
+    other = spec_of(dict(unit, metrics_path="/metrics"))
+    assert other["command"] == spec["command"] and other["labels"][sa.SPEC_LABEL] != spec["labels"][sa.SPEC_LABEL]
+    assert "mlserve.tfserving.metrics_path" not in spec_of(make_unit(tmp_path, "tfserving-plain"))["labels"]
 
 
 def test_spec_hash_follows_every_setting(tmp_path):
@@ -383,6 +394,15 @@ def test_config_is_written_atomically_and_only_when_it_differs(tmp_path):
     assert result["units"][unit["name"]]["config_changed"] is False and not os.path.exists(plan["path"])
 
 
+def test_check_mode_shows_the_monitoring_config_it_would_write(tmp_path):
+    unit = make_unit(tmp_path, metrics_path="/monitoring/prometheus/metrics")
+    result = sa.apply(None, check_mode=True, units=[unit], host="h1")
+    assert result["changed"] is True and not os.path.exists(str(tmp_path / "etc"))
+    assert result["diff"][0] == {"before_header": os.path.join(unit["config_dir"], "monitoring.config"), "before": "",
+                                 "after_header": os.path.join(unit["config_dir"], "monitoring.config"),
+                                 "after": fleet.monitoring_config(unit)}
+
+
 def test_config_poll_seconds_last_flag_wins():
     assert sa.config_poll_seconds({"command": ["--model_config_file_poll_wait_seconds=5", "--port=1",
                                                "--model_config_file_poll_wait_seconds=2"]}) == 2
@@ -448,6 +468,39 @@ def test_label_moves_to_a_new_version_in_two_steps(tmp_path, servers):
     assert "not currently available for inference" not in log
     assert "Successfully loaded servable version {name: half_plus version: 3}" in log
     assert s.client.mutations() == [("create", unit["name"]), ("start", unit["name"])]
+
+
+def monitored_unit(tmp_path, metrics_path, **kw):
+    """A unit with a metrics page; the double reads its monitoring.config where it is on this machine."""
+    unit = make_unit(tmp_path, metrics_path=metrics_path, **kw)
+    unit["command"] = unit["command"] + ["--monitoring_config_file=%s" % os.path.join(unit["config_dir"],
+                                                                                      "monitoring.config")]
+    return unit
+
+
+def metrics_page(unit, path):
+    return http("GET", "http://127.0.0.1:%d%s" % (unit["rest_port"], path))[0]
+
+
+def test_the_monitoring_config_is_written_beside_models_config_and_the_server_answers_prometheus(tmp_path, servers):
+    s = servers()
+    unit = monitored_unit(tmp_path, "/monitoring/prometheus/metrics", labels={"stable": 1})
+    path = os.path.join(unit["config_dir"], "monitoring.config")
+    first = s.apply([unit])
+    assert first["changed"] is True and first["units"][unit["name"]]["container"] == "created"
+    assert sa.read_text(path) == 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
+    assert {"before_header": path, "before": "", "after_header": path, "after": sa.read_text(path)} in first["diff"]
+    assert metrics_page(unit, "/monitoring/prometheus/metrics") == 200
+    again = s.apply([unit])
+    assert again["changed"] is False and again["diff"] == []
+    assert again["units"][unit["name"]]["container"] == "unchanged"
+    # Another path: a new config and a new container, which answers there.
+    moved = dict(unit, metrics_path="/metrics")
+    third = s.apply([moved])
+    assert third["changed"] is True and third["units"][unit["name"]]["container"] == "recreated"
+    assert [d["before"] for d in third["diff"] if d["before_header"] == path] == [fleet.monitoring_config(unit)]
+    assert sa.read_text(path) == fleet.monitoring_config(moved)
+    assert metrics_page(unit, "/metrics") == 200 and metrics_page(unit, "/monitoring/prometheus/metrics") == 404
 
 
 def test_unchanged_units_cost_one_status_request_each(tmp_path, servers, monkeypatch):
