@@ -5,13 +5,13 @@ import os
 import sys
 
 import pytest
-import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import serving_apply as engine
 from ansible_collections.mlserve.tfserving.plugins.modules import serving_apply as module
 
 from ..module_utils.test_serving_apply import FakeClient, make_unit
+from .module_docs import assert_documentation_matches
 
 
 def run(capsys, args, check_mode=False, diff=False):
@@ -28,28 +28,7 @@ def no_engine(tmp_path, monkeypatch):
 
 
 def test_documentation_matches_the_argument_spec(monkeypatch):
-    class Stop(Exception):
-        pass
-
-    def capture(**kwargs):
-        captured.update(kwargs)
-        raise Stop()
-
-    captured = {}
-    monkeypatch.setattr(module, "AnsibleModule", capture)
-    with pytest.raises(Stop):
-        module.main()
-    assert captured["supports_check_mode"] is True
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
-    spec = captured["argument_spec"]
-    assert sorted(documented) == sorted(spec)
-    for name, option in spec.items():
-        doc = documented[name]
-        for key in ("type", "elements", "default", "choices"):
-            assert doc.get(key) == option.get(key), (name, key)
-        assert doc.get("required", False) == option.get("required", False), name
-    yaml.safe_load(module.EXAMPLES)
-    assert set(yaml.safe_load(module.RETURN)) == {"units", "removed", "diff"}
+    assert_documentation_matches(monkeypatch, module, {"units", "removed", "diff"})
 
 
 def test_check_mode_without_docker_reports_every_unit_created(tmp_path, capsys, no_engine):

@@ -6,11 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics
 from ansible_collections.mlserve.tfserving.plugins.modules import version_metrics as module
+
+from .module_docs import assert_documentation_matches
 
 V2 = {"model": "half_plus", "version": 2}
 GATE = {"window": "60s", "min_requests": 200, "max_error_ratio": 0.01, "max_p99_ms": 50}
@@ -111,28 +112,7 @@ def run(capsys, args, check_mode=False):
 
 
 def test_documentation_matches_the_argument_spec(monkeypatch):
-    class Stop(Exception):
-        pass
-
-    def capture(**kwargs):
-        captured.update(kwargs)
-        raise Stop()
-
-    captured = {}
-    monkeypatch.setattr(module, "AnsibleModule", capture)
-    with pytest.raises(Stop):
-        module.main()
-    assert captured["supports_check_mode"] is True
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
-    spec = captured["argument_spec"]
-    assert sorted(documented) == sorted(spec)
-    for name, option in spec.items():
-        doc = documented[name]
-        for key in ("type", "elements", "default", "choices"):
-            assert doc.get(key) == option.get(key), (name, key)
-        assert doc.get("required", False) == option.get("required", False), name
-    yaml.safe_load(module.EXAMPLES)
-    assert set(yaml.safe_load(module.RETURN)) == {"metrics", "verdict", "reasons", "waited"}
+    assert_documentation_matches(monkeypatch, module, {"metrics", "verdict", "reasons", "waited"})
 
 
 def test_without_analysis_it_reports_each_versions_figures_over_the_window(capsys, prometheus, clock):
