@@ -15,12 +15,13 @@ LANES       ?= "docker models serving gateway" "default"
 PLATFORMS   ?= debian12 debian13
 MOLECULE    := molecule -c molecule/config.yml
 
-.PHONY: help demo test lint unit molecule build clean engine images venv
+.PHONY: help demo test lint unit molecule build clean engine images venv fresh-check
 
 help:
 	@echo "make demo      bring up the lab fleet and run site.yml against it"
 	@echo "make test      everything CI runs: lint, unit tests, collection build, Molecule scenarios"
 	@echo "make lint | unit | molecule | build | clean"
+	@echo "make fresh-check  remove what the project installs on this machine, then demo + test in a new clone"
 
 $(BIN)/.installed: requirements.txt requirements-nodeps.txt tests/serving_double/tensorflow_protos.py
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,11 @@ demo: venv
 	ansible-playbook site.yml -i inventories/lab
 	ansible-playbook playbooks/routes.yml -i inventories/lab
 	ansible-playbook playbooks/status.yml -i inventories/lab
+
+# The README's two commands on a machine that has only what they install
+# (issue 24). It removes the lab's Debian packages and the engine's data.
+fresh-check:
+	lab/fresh-machine.sh --yes
 
 clean: venv
 	-ansible-playbook lab/down.yml

@@ -1,25 +1,17 @@
 #!/usr/bin/env bash
 # Makes sure this machine has what the lab and the tests need from Debian
-# (the Docker engine, debootstrap, wrk, nginx, nftables, promtool, mtail) and that the engine is running.
+# (lab/commands.txt: the Docker engine, debootstrap, nginx, nftables, the
+# Prometheus tools, ...) and that the engine is running.
 # Safe to run again: installs only what is missing, starts only what is stopped.
 set -euo pipefail
 
+# Each outside command the tests, benchmarks and lab run is named once, with
+# its Debian package, in lab/commands.txt.
 need=()
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-command -v rsync >/dev/null 2>&1 || need+=(rsync)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-# The unit tests check rendered gateway configurations with `nginx -t`.
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-# The firewall's unit tests load its rules in a network namespace of their own.
-command -v nft >/dev/null 2>&1 || need+=(nftables)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-# The alert rules' unit tests (promtool test rules), the gateway's mtail
-# program tests, and the metrics benchmark (mtail, the nginx exporter).
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-command -v mtail >/dev/null 2>&1 || need+=(mtail)
-command -v prometheus-nginx-exporter >/dev/null 2>&1 || need+=(prometheus-nginx-exporter)
-[ -e /bin/busybox ] || need+=(busybox-static)
+while read -r cmd package _; do
+  case "$cmd" in ''|'#'*) continue ;; esac
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$package")
+done <"$(dirname "$0")/commands.txt"
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   # No package may start its service here (nginx would take this machine's
