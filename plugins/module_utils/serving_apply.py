@@ -488,9 +488,9 @@ def _summary(container):
             "hardening": _container_hardening(container.attrs), "status": container.status}
 
 
-# What TF Serving logs when a version fails to load (util/retrier.cc), and
+# What TF Serving logs at each failed load of a version (util/retrier.cc), and
 # when that stops it at start-up (main.cc: it exits, and a restart fails alike).
-_LOAD_ERROR = re.compile(r"Loading servable: \{name: (\S+) version: (\d+)\} cannot be loaded: (.*)$")
+_LOAD_ERROR = re.compile(r"Loading servable: \{name: (\S+) version: (\d+)\} failed: (.*)$")
 _START_FAILED = "Failed to start server"
 
 
@@ -506,24 +506,35 @@ def _container_logs(client, name, lines):
     return container, text.strip().splitlines()
 
 
+def _load_failure(lines):
+    """The last failed load the server logged: 'version N of M failed to load[...]: STATUS', or None."""
+    for line in reversed(lines):
+        match = _LOAD_ERROR.search(line)
+        if match:
+            return "version %s of %s failed to load%%s: %s" % (match.group(2), match.group(1), match.group(3))
+    return None
+
+
 def start_failure(client, name):
     """The version whose load stopped the server at start-up, in the server's words; None if there is none."""
     container, lines = _container_logs(client, name, 50)
     if container is None or not any(_START_FAILED in line for line in lines):
         return None
-    for line in reversed(lines):
-        match = _LOAD_ERROR.search(line)
-        if match:
-            return ("version %s of %s failed to load, and the server stopped at start-up: %s"
-                    % (match.group(2), match.group(1), match.group(3)))
+    failure = _load_failure(lines)
+    if failure:
+        return failure % ", and the server stopped at start-up"
     return "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1]
 
 
 def _container_note(client, name):
-    """The container's state and last log lines, for a server that never answered."""
-    container, lines = _container_logs(client, name, 3)
+    """For a server that never answered: the container's state, and the load failure that holds its start-up
+    back (TF Serving answers nothing until every first load is done, retries included), else its last log lines."""
+    container, lines = _container_logs(client, name, 50)
     if container is None:
         return " (%s)" % lines
+    failure = _load_failure(lines)
+    if failure:
+        return " (container %s; %s)" % (container.status, failure % "")
     return " (container %s; last log lines: %s)" % (container.status, " | ".join(lines[-3:]) or "none")
 
 

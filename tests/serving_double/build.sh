@@ -28,11 +28,13 @@ PROTOBUF_VERSION=6.33.1
 SERVING_API_VERSION=2.21.0
 GRPCIO_VERSION=1.84.0
 TYPING_EXTENSIONS_VERSION=4.16.0  # grpcio's one dependency
+CRAMJAM_VERSION=2.12.1  # Snappy blocks in variables.index
 arch=$(uname -m)
 wheels=("protobuf-${PROTOBUF_VERSION}-py3-none-any.whl"
         "tensorflow_serving_api-${SERVING_API_VERSION}-py2.py3-none-any.whl"
         "typing_extensions-${TYPING_EXTENSIONS_VERSION}-py3-none-any.whl"
-        "grpcio-${GRPCIO_VERSION}-cp311-cp311-manylinux2014_${arch}.manylinux_2_17_${arch}.whl")
+        "grpcio-${GRPCIO_VERSION}-cp311-cp311-manylinux2014_${arch}.manylinux_2_17_${arch}.whl"
+        "cramjam-${CRAMJAM_VERSION}-cp311-cp311-manylinux_2_17_${arch}.manylinux2014_${arch}.whl")
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   echo "base image '$base' not found locally (build one, e.g. lab/build-image.sh debian12)" >&2
@@ -61,7 +63,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     "typing-extensions==${TYPING_EXTENSIONS_VERSION}" >&2
   "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --platform "manylinux2014_${arch}" --python-version 3.11 --implementation cp --abi cp311 --dest "$cache" \
-    "grpcio==${GRPCIO_VERSION}" >&2
+    "grpcio==${GRPCIO_VERSION}" "cramjam==${CRAMJAM_VERSION}" >&2
 fi
 for w in "${wheels[@]}"; do
   [ -s "$cache/$w" ] || { echo "wheel $w is missing from $cache" >&2; exit 1; }

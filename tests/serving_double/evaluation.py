@@ -20,6 +20,7 @@ import math
 import os
 import struct
 
+import cramjam
 from google.protobuf import message, text_format
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
@@ -231,14 +232,31 @@ def _varint(data, pos):
             return result, pos
 
 
-def _block_entries(data, handle, path):
-    """The (key, value) pairs of one SSTable block (prefix-compressed keys, restart array, 5-byte trailer)."""
+_NO_COMPRESSION, _SNAPPY_COMPRESSION = 0, 1
+
+
+def _block_contents(data, handle, path):
+    """A block's contents, as table/format.cc ReadBlock gives them: its trailer's type byte says whether
+    they are stored as they are or Snappy-compressed (older TensorFlow releases, TF Serving's testdata)."""
     offset, size = handle
     if offset + size + 5 > len(data):
         raise Status("DATA_LOSS", "truncated block read from %s" % path)
-    if data[offset + size] != 0:  # TensorBundle writes its table without compression
-        raise Status("DATA_LOSS", "bad block type in %s" % path)
-    block = data[offset:offset + size]
+    kind, block = data[offset + size], data[offset:offset + size]
+    if masked_crc32c(data[offset:offset + size + 1]) != struct.unpack("<I", data[offset + size + 1:offset + size + 5])[0]:
+        raise Status("DATA_LOSS", "block checksum mismatch in %s" % path)
+    if kind == _NO_COMPRESSION:
+        return block
+    if kind == _SNAPPY_COMPRESSION:
+        try:
+            return bytes(cramjam.snappy.decompress_raw(block))
+        except cramjam.DecompressionError:
+            raise Status("DATA_LOSS", "corrupted compressed block contents in %s" % path)
+    raise Status("DATA_LOSS", "bad block type in %s" % path)
+
+
+def _block_entries(data, handle, path):
+    """The (key, value) pairs of one SSTable block (prefix-compressed keys, restart array)."""
+    block = _block_contents(data, handle, path)
     if len(block) < 4:
         raise Status("DATA_LOSS", "bad block contents in %s" % path)
     restarts = struct.unpack("<I", block[-4:])[0]
@@ -879,13 +897,24 @@ def _ref_variable(ev, node, inputs):
     return [_read_store(ev, node, _variable_key(node), "ref")]
 
 
+_UPDATES = {"AssignAdd": "AddV2", "AssignSub": "Sub"}
+
+
 def _assign(ev, node, inputs):
-    """Assign(ref, value): the ref input names a VariableV2 node of the same scope."""
+    """Assign, AssignAdd, AssignSub(ref, value) (dense_update_ops.cc): the ref input names a VariableV2 node of
+    the same scope; the variable keeps its new value for the servable's later requests, and it is the output."""
     target = ev.node_of(node.input[0])
     if target is None or target.op not in ("VariableV2", "Variable"):
         raise Unevaluable(node.op, node.name, " on anything but a VariableV2")
-    value = inputs[1]
-    ev.session.variables[_variable_key(target)] = value
+    key, value = _variable_key(target), inputs[1]
+    if node.op in _UPDATES:
+        current = _read_store(ev, node, key, "ref")
+        if current.shape != value.shape:
+            raise _invalid(node, "Parameters and update must be the same size")
+        fn, integer = BINARY_OPS[_UPDATES[node.op]], current.dtype in INT_TYPES
+        value = Tensor(current.dtype, current.shape, [normalize(current.dtype, fn(a, b, integer))
+                                                      for a, b in zip(current.values, value.values)])
+    ev.session.variables[key] = value
     return [value]
 
 
@@ -988,7 +1017,7 @@ KERNELS = {
     "NoOp": _no_outputs, "DisableCopyOnRead": _no_outputs,
     "VarHandleOp": _var_handle, "ReadVariableOp": _read_variable, "AssignVariableOp": _assign_variable,
     "VarIsInitializedOp": _var_is_initialized, "VariableV2": _ref_variable, "Variable": _ref_variable,
-    "Assign": _assign, "RestoreV2": _restore, "ParseExample": _parse_example, "ParseExampleV2": _parse_example,
+    "Assign": _assign, "AssignAdd": _assign, "AssignSub": _assign, "RestoreV2": _restore, "ParseExample": _parse_example, "ParseExampleV2": _parse_example,
 }
 KERNELS.update(dict((op, _binary) for op in BINARY_OPS))
 KERNELS.update(dict((op, _unary) for op in UNARY_OPS))
@@ -996,6 +1025,7 @@ KERNELS.update(dict((op, lambda ev, node, inputs: [inputs[0]]) for op in PASS_OP
 CALL_OPS = ("StatefulPartitionedCall", "PartitionedCall")
 # Reference variables are read from the store at each use: an Assign may change them within a run.
 _UNCACHED = ("VariableV2", "Variable")
+_ASSIGNMENTS = ("Assign", "AssignAdd", "AssignSub")
 
 
 def evaluated_ops():
@@ -1095,8 +1125,8 @@ class _Frame:
         if kernel is None and function is None:
             raise Unevaluable(op, node.name)
         data = [ref for ref in node.input if not ref.startswith("^")]
-        # Assign's first input is the variable itself (a reference), not its value.
-        inputs = [None if op == "Assign" and i == 0 else self.tensor(ref) for i, ref in enumerate(data)]
+        # An assignment's first input is the variable itself (a reference), not its value.
+        inputs = [None if op in _ASSIGNMENTS and i == 0 else self.tensor(ref) for i, ref in enumerate(data)]
         if function is not None:
             return self.session.call(function, inputs)
         return kernel(self, node, inputs)

@@ -1046,7 +1046,15 @@ class ServerCore:
             with self.mu:
                 key = (harness.path, "success" if status is None else "fail")
                 self.load_attempts[key] = self.load_attempts.get(key, 0) + 1
-            if status is None or attempt >= attempts or not harness.retry:
+            if status is not None:
+                log("E", "tensorflow_serving/util/retrier.cc:37", "Loading servable: %s failed: %s"
+                    % (_servable_id(name, version), status))
+            if status is None or not harness.retry:
+                break
+            if attempt >= attempts:
+                if attempts:
+                    log("I", "tensorflow_serving/util/retrier.cc:58", "Retrying of Loading servable: %s exhausted "
+                        "max_num_retries: %d" % (_servable_id(name, version), attempts))
                 break
             attempt += 1
             log("I", "tensorflow_serving/util/retrier.cc:46", "Retrying of Loading servable: %s retry: %d"
@@ -1062,8 +1070,8 @@ class ServerCore:
                 self._publish(name, version, AVAILABLE)
             else:
                 harness.state = "error"
-                log("E", "tensorflow_serving/util/retrier.cc:40", "Loading servable: %s cannot be loaded: %s"
-                    % (_servable_id(name, version), status))
+                log("E", "tensorflow_serving/core/loader_harness.cc:84", "Encountered an error for servable "
+                    "version %s: %s" % (_servable_id(name, version), status))
                 self._publish(name, version, END, status.code, status.message)
 
     def _execute_unload(self, name, harness):

@@ -368,6 +368,32 @@ def run_graph(double_module, tmp_path, nodes, feeds, fetches, functions=()):
     return model.session.run(feeds, fetches)
 
 
+def test_assignments_keep_the_variables_state_across_requests(double_module, ev, tmp_path):
+    """TF Serving's saved_model_counter: signatures that Assign, AssignAdd and AssignSub a VariableV2, whose value
+    the next request sees (predict_impl_test.cc PredictionWithCustomizedSignatures)."""
+    scalar = lambda name, value: const(ev, name, "DT_FLOAT", [], [value])  # noqa: E731
+    nodes = [node(ev, "counter", "VariableV2", dtype="DT_FLOAT", shape=()), scalar("zero", 0.0), scalar("one", 1.0),
+             node(ev, "delta", "Placeholder", dtype="DT_FLOAT"),
+             node(ev, "reset", "Assign", ["counter", "zero"], T="DT_FLOAT"),
+             node(ev, "incr", "AssignAdd", ["counter", "one"], T="DT_FLOAT"),
+             node(ev, "incr_by", "AssignAdd", ["counter", "delta"], T="DT_FLOAT"),
+             node(ev, "decr", "AssignSub", ["counter", "one"], T="DT_FLOAT"),
+             const(ev, "pair", "DT_FLOAT", [2], [1.0, 1.0]),
+             node(ev, "incr_pair", "AssignAdd", ["counter", "pair"], T="DT_FLOAT")]
+    session = write_model(double_module, tmp_path / "counter", nodes, {}).session
+    with pytest.raises(double_module.Status) as e:
+        session.run({}, ["incr"])
+    assert e.value.code == "FAILED_PRECONDITION" and "Attempting to use uninitialized value counter" in e.value.message
+    three = ev.Tensor("DT_FLOAT", [], [3.0])
+    answers = [session.run(feeds, [fetch])[0].values for fetch, feeds in (
+        ("reset", {}), ("incr", {}), ("incr", {}), ("decr", {}), ("counter", {}), ("incr_by", {"delta:0": three}))]
+    assert answers == [[0.0], [1.0], [2.0], [1.0], [1.0], [4.0]]
+    with pytest.raises(double_module.Status) as e:
+        session.run({}, ["incr_pair"])
+    assert e.value.code == "INVALID_ARGUMENT" and "Parameters and update must be the same size" in e.value.message
+    assert session.run({}, ["counter"])[0].values == [4.0]
+
+
 def test_array_and_math_ops(double_module, ev, tmp_path):
     x = ev.Tensor("DT_FLOAT", [2, 3], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     i32 = lambda name, values: const(ev, name, "DT_INT32", [len(values)], values)  # noqa: E731

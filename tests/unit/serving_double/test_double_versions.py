@@ -182,7 +182,11 @@ def test_load_retries(start_double, models):
     d = start_double("--model_name=m", "--model_base_path=%s" % base, "--max_num_load_retries=2",
                      "--load_retry_interval_micros=100000")
     assert d.wait_exit() == 255
+    failed = "Loading servable: {name: m version: 3} failed: DATA_LOSS: Can't parse %s as binary proto" % (
+        base / "3" / "saved_model.pb")
+    assert d.stderr().count(failed) == 3  # each try, as util/retrier.cc logs it
     assert d.stderr().count("Retrying of Loading servable: {name: m version: 3} retry:") == 2
+    assert "Retrying of Loading servable: {name: m version: 3} exhausted max_num_retries: 2" in d.stderr()
     assert "due to error: DATA_LOSS: Can't parse" in d.stdout()
 
 

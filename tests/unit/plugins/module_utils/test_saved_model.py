@@ -51,6 +51,7 @@ def test_fixtures_cover_every_kind():
     assert names == ["half_plus/1", "half_plus/2", "half_plus/3", "half_plus_incompatible/1",
                      "half_plus_incompatible/2", "keras_linear/1", "keras_linear/2", "keras_sequential/1",
                      "keras_sequential/2", "tf1_half_plus_two/00000002", "tf1_half_plus_two/1",
+                     "tf1_half_plus_two_snappy/00000123", "tf2_12_half_plus_two/00000001", "tf2_12_module/1",
                      "tf2_module/0000000002", "tf2_module/1"]
 
 

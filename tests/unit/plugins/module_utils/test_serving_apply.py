@@ -627,6 +627,22 @@ def test_a_server_that_never_answers_shows_its_container(tmp_path):
     assert e.value.result["units"][unit["name"]]["container"] == "created" and e.value.result["changed"] is True
 
 
+def test_a_server_held_back_by_load_retries_names_the_load_status(tmp_path):
+    """TF Serving answers nothing while a first load is retried: the last failure it logged says why."""
+    unit = make_unit(tmp_path)
+    client = FakeClient(on_start=lambda c: c.log_lines.extend([
+        "I tensorflow_serving/core/loader_harness.cc:76] Loading servable version {name: half_plus version: 1}",
+        "E tensorflow_serving/util/retrier.cc:37] Loading servable: {name: half_plus version: 1} failed: "
+        "DATA_LOSS: bad block type in /models/half_plus/1/variables/variables.index",
+        "I tensorflow_serving/util/retrier.cc:46] Retrying of Loading servable: {name: half_plus version: 1} "
+        "retry: 1"]))
+    with pytest.raises(sa.ApplyError) as e:
+        sa.apply(client, units=[unit], host="host1", wait_timeout=1)
+    assert e.value.msg == ("host1: tfserving-half_plus: no status answer from 127.0.0.1:%d (container running; "
+                           "version 1 of half_plus failed to load: DATA_LOSS: bad block type in "
+                           "/models/half_plus/1/variables/variables.index)" % unit["rest_port"])
+
+
 def test_versions_missing_on_the_host_are_named_before_anything_changes(tmp_path):
     (tmp_path / "half_plus" / "1").mkdir(parents=True)
     units = [{"name": "tfserving-half_plus", "model": "half_plus", "versions": [1, 2],
@@ -672,7 +688,7 @@ def test_a_server_that_stopped_at_start_up_is_named_with_the_version_and_its_loa
     container = client.add_like(sa.desired_container(unit), status="restarting")
     container.log_lines = (
         "I tensorflow_serving/core/loader_harness.cc:76] Loading servable version {name: half_plus version: 1}\n"
-        "E tensorflow_serving/util/retrier.cc:40] Loading servable: {name: half_plus version: 1} cannot be loaded: "
+        "E tensorflow_serving/util/retrier.cc:37] Loading servable: {name: half_plus version: 1} failed: "
         "NOT_FOUND: Could not find meta graph def matching supplied tags: { missing }.\n"
         "Failed to start server. Error: UNKNOWN: 1 servable(s) did not become available\n").splitlines()
     started = time.monotonic()
