@@ -49,14 +49,14 @@ def role_defaults():
 
 
 def read_source(model):
-    """A model source's versions and checksums, read like model_version_info does."""
+    """A model source's versions, checksums and sizes, read like model_version_info does."""
     params = {"path": model["source"], "versions": model["versions"], "signature_name": "serving_default",
               "tags": ["serve"], "compatible": True, "strict": True, "checksums_only": False}
     try:
         result = saved_model.read_repository(params, lambda message: None)
     except (saved_model.SavedModelError, OSError) as e:
         raise ValueError(to_native(e))
-    return [dict((k, v[k]) for k in ("version", "directory", "checksum")) for v in result["versions"]]
+    return [dict((k, v[k]) for k in ("version", "directory", "checksum", "total_bytes")) for v in result["versions"]]
 
 
 class _TemplatedVars(object):

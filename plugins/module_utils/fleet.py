@@ -88,6 +88,44 @@ def _check_port(problems, where, value):
         problems.append("%s: %r is not a port; use an integer from 1 to 65535" % (where, value))
 
 
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+# TF Serving's estimate of a version's RAM: its files' total size on disk
+# times this (servables/tensorflow/util.cc, kResourceEstimateRAMMultiplier).
+RAM_PER_DISK_BYTE = 1.2
+
+
+def memory_bytes(value):
+    """A resources.memory size ('512m', '2g', 1073741824) in bytes, as Docker reads it (units of 1024)."""
+    number, unit = re.match(r"^(\d+)([bkmg]?)$", str(value), re.IGNORECASE).groups()
+    return int(number) * _MEMORY_UNITS[unit.lower()]
+
+
+def _size(number):
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if number >= size:
+            return "%.1f %s" % (number / float(size), unit)
+    return "%d bytes" % number
+
+
+def memory_problem(unit, disk_bytes):
+    """Why `unit`'s versions, loaded at once, do not fit its resources.memory by TF Serving's estimate; or None.
+
+    `disk_bytes`: {version: the version's total bytes on disk}.
+    """
+    limit = (unit.get("resources") or {}).get("memory")
+    if limit is None or any(v not in disk_bytes for v in unit["versions"]):
+        return None
+    disk = sum(disk_bytes[v] for v in unit["versions"])
+    estimate = int(disk * RAM_PER_DISK_BYTE)
+    if estimate <= memory_bytes(limit):
+        return None
+    return ("%s: version%s %s of %s, loaded at once, need about %s of RAM by TF Serving's estimate (%.1f x their %s "
+            "on disk), above resources.memory %s; raise resources.memory, or serve fewer versions in one container "
+            "(topology: isolated)" % (unit["name"], "s" if len(unit["versions"]) > 1 else "",
+                                      ", ".join(str(v) for v in unit["versions"]), unit["model"], _size(estimate),
+                                      RAM_PER_DISK_BYTE, _size(disk), limit))
+
+
 def _check_resources(problems, where, value):
     if value is None:
         return

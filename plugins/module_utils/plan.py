@@ -450,7 +450,21 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
                 plan["sources"][model["name"]] = read_source(model)
             except ValueError as e:
                 problems.append("tfserving_models[%d].source: %s" % (index, e))
+        problems += _memory_problems(plan)
     return plan
+
+
+def _memory_problems(plan):
+    """Units whose versions, loaded at once, would not fit their memory limit (read sources only)."""
+    disk = dict((model, dict((v["version"], v["total_bytes"]) for v in versions if "total_bytes" in v))
+                for model, versions in plan["sources"].items())
+    found = []
+    for host, entry in sorted(plan["hosts"].items()):
+        for unit in plan["profiles"][entry["profile"]]["units"]:
+            problem = fleet.memory_problem(unit, disk.get(unit["model"], {}))
+            if problem:
+                found.append((problem, host))
+    return _on_hosts(found)
 
 
 def for_ansible(plan, parts=None):

@@ -247,6 +247,18 @@ def port_problems(client, units, ss_output, host):
     return fleet.port_use_problems(units, listening_ports(ss_output), managed, host)
 
 
+def memory_problem(unit, versions):
+    """Whether `versions` of the unit, loaded at once, fit its memory limit by TF Serving's estimate (from the
+    sizes of their directories on this host; a version not on the host is not counted)."""
+    sizes = {}
+    for version in versions:
+        total = 0
+        for root, _, names in os.walk(os.path.join(unit["host_path"], str(version))):
+            total += sum(os.lstat(os.path.join(root, name)).st_size for name in names)
+        sizes[version] = total
+    return fleet.memory_problem(dict(unit, versions=list(versions)), sizes)
+
+
 def missing_versions(units):
     """Served versions whose directory is not on the host: the models role has not put them there."""
     return ["%s: version %d of %s is not on the host (%s/%d is missing); sync it first with the models role "
@@ -556,6 +568,10 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
                              "versions": p["steps"][-1]["versions"], "labels": p["steps"][-1]["labels"]})
         for p in plans)}
     try:
+        # Before anything changes: the first step of a label move serves the old and the new versions at once.
+        memory = [p for p in (memory_problem(plan["unit"], plan["steps"][0]["versions"]) for plan in plans) if p]
+        if memory:
+            raise _Failed(*memory)
         # Configs first: a (re)created container starts with its config, and its mount needs the directory.
         for plan in plans:
             _write_monitoring(plan, result, check_mode)

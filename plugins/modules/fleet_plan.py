@@ -17,6 +17,8 @@ description:
   - Checks C(tfserving_models), every host's variables and every model source, and reports every problem at once.
   - Derives each serving host's containers (units) with their ports and the directories they use, each host's models,
     each gateway host's pools, routes and gRPC listeners, and the checksum of every declared source version.
+  - Refuses a container whose versions, loaded at once, need more RAM by TF Serving's estimate (1.2 times their bytes
+    on disk) than its C(resources.memory).
   - The roles, playbooks and reports of this collection consume the plan; none of them derives it again.
   - The run's plan is the result of this action registered as C(tfserving_plan) (site.yml's preflight does this).
     When it was made for the same declaration, drained and served hosts and the same variables of the host running
@@ -129,6 +131,9 @@ plan:
           blackbox exporter probes; C(gateways) each gateway's C(requests) (mtail) and C(nginx) (exporter) address.
       type: dict
     sources:
-      description: Model name to the C(version) and C(checksum) of each declared version of its source.
+      description:
+        - Model name to the C(version), C(directory), C(checksum) and C(total_bytes) of each declared version of its
+          source. The sizes give TF Serving's own RAM estimate of a version (1.2 times its bytes on disk), which the
+          plan checks against each container's C(resources.memory).
       type: dict
 """

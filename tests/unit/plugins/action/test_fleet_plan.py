@@ -92,6 +92,35 @@ def test_sources_are_read_once_with_their_directories_and_checksums():
     assert read == ["half_plus"]
 
 
+def _disk_bytes(model, version):
+    return fleet_plan.read_source({"source": os.path.join(FIXTURES, model), "versions": [version]})[0]["total_bytes"]
+
+
+def test_versions_loaded_at_once_must_fit_the_memory_limit_by_tf_servings_estimate():
+    one, two = _disk_bytes("half_plus", 1), _disk_bytes("half_plus", 2)
+    need = int((one + two) * 1.2)  # TF Serving: 1.2 x the files' bytes on disk
+    decl = declaration()
+    decl[0]["resources"] = {"memory": "%db" % need}
+    assert build(decl)["problems"] == []
+    decl[0]["resources"] = {"memory": "%db" % (need - 1)}
+    assert build(decl)["problems"] == [
+        "tfserving-half_plus: versions 1, 2 of half_plus, loaded at once, need about %.1f KiB of RAM by TF Serving's "
+        "estimate (1.2 x their %.1f KiB on disk), above resources.memory %db; raise resources.memory, or serve fewer "
+        "versions in one container (topology: isolated) (on s1, s2)" % (need / 1024.0, (one + two) / 1024.0, need - 1)]
+    # Isolated: each container loads one version; a per-version override is its own limit.
+    decl = declaration()
+    decl[1]["resources"] = {"memory": "1k"}
+    decl[1]["overrides"] = {3: {"resources": {"memory": "1m"}}}
+    problems = build(decl)["problems"]
+    assert [p.split(":")[0] for p in problems] == ["tfserving-half_plus_iso-v1", "tfserving-half_plus_iso-v2"]
+    assert problems[0].startswith("tfserving-half_plus_iso-v1: version 1 of half_plus_iso, loaded at once, need "
+                                  "about %.1f KiB" % (int(one * 1.2) / 1024.0))
+    assert problems[0].endswith("above resources.memory 1k; raise resources.memory, or serve fewer versions in one "
+                                "container (topology: isolated) (on s1, s2)")
+    # Without reading the sources there is nothing to estimate from.
+    assert plan.build_plan(decl, LAB, GROUPS, {"gateway_hosts": ["gw"]})["problems"] == []
+
+
 def test_every_problem_at_once_each_naming_where():
     decl = declaration("/nonexistent/half_plus")
     decl[0]["labels"]["stable"] = 7

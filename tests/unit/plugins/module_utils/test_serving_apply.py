@@ -470,6 +470,27 @@ def test_label_moves_to_a_new_version_in_two_steps(tmp_path, servers):
     assert s.client.mutations() == [("create", unit["name"]), ("start", unit["name"])]
 
 
+def test_a_label_move_that_would_not_fit_the_memory_limit_changes_nothing(tmp_path, servers):
+    """Step 1 of a move loads the old and the new version at once: TF Serving's estimate of both must fit."""
+    s = servers()
+    unit = make_unit(tmp_path, versions=[1], labels={"stable": 1})
+    s.apply([unit])
+    config = sa.read_text(os.path.join(unit["config_dir"], "models.config"))
+    size = lambda v: sum(os.path.getsize(os.path.join(r, n))  # noqa: E731
+                         for r, _, ns in os.walk(os.path.join(unit["host_path"], str(v))) for n in ns)
+    # Enough for version 3 alone, the declared state, not for 1 and 3 during the move.
+    limit = int(size(3) * 1.2) + 1
+    moved = dict(unit, versions=[3], labels={"stable": 3}, resources={"memory": "%db" % limit})
+    with pytest.raises(sa.ApplyError) as e:
+        s.apply([moved])
+    assert e.value.msg.startswith("host1: tfserving-half_plus: versions 1, 3 of half_plus, loaded at once, need about ")
+    assert e.value.msg.endswith("above resources.memory %db; raise resources.memory, or serve fewer versions in one "
+                                "container (topology: isolated)" % limit)
+    assert sa.read_text(os.path.join(unit["config_dir"], "models.config")) == config
+    assert s.client.mutations() == [("create", unit["name"]), ("start", unit["name"])]
+    assert label_version(unit, "stable") == "1"
+
+
 def monitored_unit(tmp_path, metrics_path, **kw):
     """A unit with a metrics page; the double reads its monitoring.config where it is on this machine."""
     unit = make_unit(tmp_path, metrics_path=metrics_path, **kw)
