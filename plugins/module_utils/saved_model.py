@@ -71,6 +71,16 @@ SCHEMA = {
     "ModelSpec": {1: ("name", "string"), 2: ("version", "Int64Value"), 3: ("signature_name", "string"),
                   4: ("version_label", "string")},
     "Int64Value": {1: ("value", "int")},
+    # A warmup record (prediction_log.proto): which signature each logged request asks for.
+    "PredictionLog": {1: ("log_metadata", "opaque"), 2: ("classify_log", "LoggedRequest"),
+                      3: ("regress_log", "LoggedRequest"), 4: ("multi_inference_log", "MultiInferenceLog"),
+                      5: ("session_run_log", "opaque"), 6: ("predict_log", "LoggedRequest"),
+                      7: ("predict_streamed_log", "opaque")},
+    "LoggedRequest": {1: ("request", "Request")},  # Classify/Regress/PredictLog; every request's field 1
+    "Request": {1: ("model_spec", "ModelSpec")},
+    "MultiInferenceLog": {1: ("request", "MultiInferenceRequest")},
+    "MultiInferenceRequest": {1: ("tasks", "InferenceTask")},
+    "InferenceTask": {1: ("model_spec", "ModelSpec"), 2: ("method_name", "string")},
 }
 
 _FIXED = {"float": ("<f", 4), "double": ("<d", 8)}
@@ -662,6 +672,121 @@ def scan_model_base(path):
     return versions, problems
 
 
+# ---------------------------------------------------------------- warmup records
+
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+WARMUP_MAX_RECORDS = 1000  # saved_model_warmup_util.h: WarmupConsts::kMaxNumRecords
+# Log types TF Serving replays; session_run_log and predict_streamed_log fail the load (UNIMPLEMENTED).
+WARMUP_LOG_TYPES = ("classify_log", "regress_log", "predict_log", "multi_inference_log")
+
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def masked_crc32c(data):
+    """crc32c::Mask(crc32c::Value(data)): how TFRecords, table blocks and TensorBundles store checksums."""
+    crc = 0xFFFFFFFF
+    table = _CRC32C
+    for b in bytearray(data):
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xa282ead8) & 0xFFFFFFFF
+
+
+def _checksummed(data, offset, size):
+    """record_reader.cc ReadChecksummed: `size` bytes at `offset` and the masked CRC after them."""
+    chunk = data[offset:offset + size + 4]
+    if len(chunk) != size + 4:
+        raise SavedModelError("truncated record at %d" % offset)
+    if masked_crc32c(chunk[:size]) != struct.unpack("<I", chunk[size:])[0]:
+        raise SavedModelError("corrupted record at %d" % offset)
+    return chunk[:size]
+
+
+def tfrecords(data):
+    """The records of a TFRecord file's bytes, in order, as (offset, record).
+
+    Raises SavedModelError in TensorFlow's words (record_reader.cc) at the
+    first damaged record: "corrupted record at N", "truncated record at N".
+    """
+    offset = 0
+    while offset < len(data):
+        length = struct.unpack("<Q", _checksummed(data, offset, 8))[0]
+        yield offset, _checksummed(data, offset + 12, length)
+        offset += 12 + length + 4
+
+
+def check_warmup(version_dir, signatures):
+    """The number of warmup records of a version (0 without the file), checked as TF Serving replays them.
+
+    Raises SavedModelError naming the file and the record: a damaged
+    TFRecord, a record that is not a PredictionLog, a log type TF Serving
+    does not replay, a request for a signature the version lacks, or more
+    records than TF Serving reads. TF Serving fails the version's load on
+    each of these (--enable_model_warmup is on by default).
+    """
+    path = os.path.join(version_dir, *WARMUP_FILE.split("/"))
+    if not os.path.exists(path):
+        return 0
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SavedModelError("%s cannot be read: %s" % (WARMUP_FILE, e.strerror))
+    count = 0
+    records = tfrecords(data)
+    while True:
+        where = "%s, record %d" % (WARMUP_FILE, count + 1)
+        try:
+            offset, record = next(records)
+        except StopIteration:
+            return count
+        except SavedModelError as e:
+            raise SavedModelError("%s: %s; TF Serving fails the load on it (DATA_LOSS: it is not a valid TFRecord "
+                                  "file)" % (where, e))
+        count += 1
+        if count > WARMUP_MAX_RECORDS:
+            raise SavedModelError("%s holds more than %d records, the most TF Serving replays; it fails the load"
+                                  % (WARMUP_FILE, WARMUP_MAX_RECORDS))
+        try:
+            log = decode_message(record, "PredictionLog")
+        except SavedModelError as e:
+            raise SavedModelError("%s (at byte %d): not a PredictionLog (%s)" % (where, offset, e))
+        # log_type is a oneof: the last one on the wire wins; a record without one is skipped, as TF Serving does.
+        kinds = [k for k in log if k not in ("log_metadata",)]
+        kind = kinds[-1] if kinds else None
+        if kind is not None and kind not in WARMUP_LOG_TYPES:
+            raise SavedModelError("%s: a %s, which TF Serving does not replay (it fails the load: UNIMPLEMENTED); "
+                                  "use predict, classify, regress or multi_inference logs" % (where, kind))
+        for name in _warmup_signatures(log, kind):
+            if name not in signatures:
+                raise SavedModelError("%s asks for signature %r, which this version does not have (found: %s)"
+                                      % (where, name, ", ".join(sorted(signatures)) or "none"))
+
+
+def _warmup_signatures(log, kind):
+    """The signatures a warmup record's request asks for ('' is serving_default)."""
+    if kind is None:
+        return []
+    entry = log[kind][-1]
+    if kind == "multi_inference_log":
+        tasks = _first(entry, "request", {}).get("tasks", [])
+        specs = [_first(task, "model_spec", {}) for task in tasks]
+    else:
+        specs = [_first(_first(entry, "request", {}), "model_spec", {})]
+    return [_first(spec, "signature_name", "") or "serving_default" for spec in specs]
+
+
 # ---------------------------------------------------------------- model repository
 
 INIT_OP_SIGNATURE = "__saved_model_init_op"
@@ -683,7 +808,7 @@ def check_version(version_dir, tags, signature_name):
     if needs_variables(graph) and not os.path.isfile(os.path.join(version_dir, "variables", "variables.index")):
         raise SavedModelError("variables/variables.index is missing, and the graph reads its values from it")
     return {"format": model["format"], "tags": graph["tags"], "tensorflow_version": graph["tensorflow_version"],
-            "signatures": signatures}
+            "signatures": signatures, "warmup_records": check_warmup(version_dir, signatures)}
 
 
 def read_repository(params, warn):

@@ -18,6 +18,9 @@ description:
   - Needs nothing beyond Python's standard library on the host; TensorFlow is not required.
   - Fails, naming the path, the version and the reason, on anything TensorFlow Serving would refuse or silently
     mishandle, before a server ever sees it.
+  - Checks a version's warmup records (C(assets.extra/tf_serving_warmup_requests)) as TensorFlow Serving replays
+    them while loading: TFRecord framing and checksums, each record a PredictionLog whose request names a signature
+    the version has, at most 1000 records. A broken file is named with its record number.
 author:
   - mlserve maintainers
 options:
@@ -154,6 +157,12 @@ versions:
           method_name: tensorflow/serving/predict
           inputs: {x: {name: "x:0", dtype: DT_FLOAT, shape: [-1]}}
           outputs: {y: {name: "y:0", dtype: DT_FLOAT, shape: [-1]}}
+    warmup_records:
+      description:
+        - The number of warmup records in C(assets.extra/tf_serving_warmup_requests), 0 without the file.
+        - Not returned with O(checksums_only).
+      type: int
+      sample: 0
     file_count:
       description: Number of files in the version directory.
       type: int

@@ -16,6 +16,7 @@ of util.cc. Errors are `tf_status.Status` with TF Serving's codes and texts;
 an op the double cannot evaluate is UNIMPLEMENTED (the REST API answers 501).
 """
 
+import importlib.util
 import math
 import os
 import struct
@@ -28,6 +29,28 @@ from tensorflow.core.protobuf import meta_graph_pb2, tensor_bundle_pb2
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from tf_status import Status
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_saved_model_module():
+    """The collection's SavedModel reader (plugins/module_utils/saved_model.py): beside this file in the image."""
+    candidates = [
+        os.environ.get("SERVING_DOUBLE_SAVED_MODEL_PY", ""),
+        os.path.join(HERE, "saved_model.py"),
+        os.path.join(HERE, "..", "..", "plugins", "module_utils", "saved_model.py"),
+    ]
+    for path in candidates:
+        if path and os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("serving_double_saved_model", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise SystemExit("serving double: cannot find saved_model.py (tried %s)" % ", ".join(c for c in candidates if c))
+
+
+saved_model = _load_saved_model_module()
+masked_crc32c = saved_model.masked_crc32c
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -194,29 +217,6 @@ def tensor_to_proto(tensor):
 
 _TABLE_MAGIC = 0xdb4775248b80fb57
 _FOOTER_LENGTH = 48
-
-
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def masked_crc32c(data):
-    """crc32c::Mask(crc32c::Value(data)), as TensorBundle stores checksums."""
-    crc = 0xFFFFFFFF
-    table = _CRC32C
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xa282ead8) & 0xFFFFFFFF
 
 
 def _varint(data, pos):

@@ -140,8 +140,7 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
         _require_model_spec(request)
         spec = request.model_spec
         servable = servable_for(self.core, spec)
-        outputs = evaluation.predict(servable, spec.signature_name, _InputTensors(request.inputs),
-                                     tuple(request.output_filter))
+        outputs = run_predict(servable, request)
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, spec.name, spec.signature_name, servable.version)
         for alias, tensor in outputs.items():
@@ -165,38 +164,9 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
         return response
 
     def _multi_inference(self, request):
-        """multi_inference_helper.cc + multi_inference.cc: the first task's ModelSpec picks the servable."""
+        """multi_inference_helper.cc: the first task's ModelSpec picks the servable."""
         first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-        servable = servable_for(self.core, first)
-        model_name = ""
-        seen = set()
-        for task in request.tasks:
-            if not task.model_spec.name:
-                raise Status("INVALID_ARGUMENT", "Found ModelSpec with an empty model name.")
-            if model_name and task.model_spec.name != model_name:
-                raise Status("INVALID_ARGUMENT", "All ModelSpecs in a MultiInferenceRequest must access the same "
-                             "model name.")
-            model_name = task.model_spec.name
-            signature_name = task.model_spec.signature_name or evaluation.DEFAULT_SIGNATURE
-            if signature_name in seen:
-                raise Status("INVALID_ARGUMENT", "Duplicate evaluation of signature: %s" % signature_name)
-            seen.add(signature_name)
-            if signature_name not in servable.meta_graph_def.signature_def:
-                raise Status("INVALID_ARGUMENT", "Requested signature not found in model graph: %s" % signature_name)
-            if task.method_name not in (evaluation.CLASSIFY_METHOD, evaluation.REGRESS_METHOD):
-                raise Status("UNIMPLEMENTED", "Unsupported signature method_name: %s" % task.method_name)
-        response = inference_pb2.MultiInferenceResponse()
-        for task in request.tasks:
-            result = response.results.add()
-            if task.method_name == evaluation.CLASSIFY_METHOD:
-                result.classification_result.CopyFrom(
-                    evaluation.classify(servable, task.model_spec.signature_name, request.input))
-            else:
-                result.regression_result.CopyFrom(
-                    evaluation.regress(servable, task.model_spec.signature_name, request.input))
-            fill_model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name,
-                            servable.version)
-        return response
+        return run_multi_inference(servable_for(self.core, first), request)
 
     def _metadata(self, request):
         """get_model_metadata_impl.cc: only "signature_def" exists; the answer names no signature."""
@@ -214,6 +184,64 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
         fill_model_spec(response.model_spec, servable.name, None, servable.version)
         response.metadata["signature_def"].Pack(signatures)
         return response
+
+
+def run_predict(servable, request):
+    """predict_util.cc RunPredict on a servable: its outputs by alias."""
+    return evaluation.predict(servable, request.model_spec.signature_name, _InputTensors(request.inputs),
+                              tuple(request.output_filter))
+
+
+def run_multi_inference(servable, request):
+    """multi_inference.cc TensorFlowMultiInferenceRunner::Infer on a servable."""
+    model_name = ""
+    seen = set()
+    for task in request.tasks:
+        if not task.model_spec.name:
+            raise Status("INVALID_ARGUMENT", "Found ModelSpec with an empty model name.")
+        if model_name and task.model_spec.name != model_name:
+            raise Status("INVALID_ARGUMENT", "All ModelSpecs in a MultiInferenceRequest must access the same "
+                         "model name.")
+        model_name = task.model_spec.name
+        signature_name = task.model_spec.signature_name or evaluation.DEFAULT_SIGNATURE
+        if signature_name in seen:
+            raise Status("INVALID_ARGUMENT", "Duplicate evaluation of signature: %s" % signature_name)
+        seen.add(signature_name)
+        if signature_name not in servable.meta_graph_def.signature_def:
+            raise Status("INVALID_ARGUMENT", "Requested signature not found in model graph: %s" % signature_name)
+        if task.method_name not in (evaluation.CLASSIFY_METHOD, evaluation.REGRESS_METHOD):
+            raise Status("UNIMPLEMENTED", "Unsupported signature method_name: %s" % task.method_name)
+    response = inference_pb2.MultiInferenceResponse()
+    for task in request.tasks:
+        result = response.results.add()
+        if task.method_name == evaluation.CLASSIFY_METHOD:
+            result.classification_result.CopyFrom(
+                evaluation.classify(servable, task.model_spec.signature_name, request.input))
+        else:
+            result.regression_result.CopyFrom(
+                evaluation.regress(servable, task.model_spec.signature_name, request.input))
+        fill_model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name,
+                        servable.version)
+    return response
+
+
+# PredictionLog's log_type cases that warmup cannot replay (saved_model_warmup.cc RunWarmupRequest).
+_UNREPLAYED = {"session_run_log": 5, "predict_streamed_log": 7}
+
+
+def run_logged_request(servable, log):
+    """saved_model_warmup.cc RunWarmupRequest: a warmup record's request, run on the servable being loaded."""
+    kind = log.WhichOneof("log_type")
+    if kind in _UNREPLAYED:
+        raise Status("UNIMPLEMENTED", "Unsupported log_type for warmup: %d" % _UNREPLAYED[kind])
+    if kind == "predict_log":
+        run_predict(servable, log.predict_log.request)
+    elif kind in ("classify_log", "regress_log"):
+        request = getattr(log, kind).request
+        run = evaluation.classify if kind == "classify_log" else evaluation.regress
+        run(servable, request.model_spec.signature_name, request.input)
+    elif kind == "multi_inference_log":
+        run_multi_inference(servable, log.multi_inference_log.request)
 
 
 class ModelServicer(_Servicer, model_service_pb2_grpc.ModelServiceServicer):

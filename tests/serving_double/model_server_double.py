@@ -51,7 +51,6 @@ command line stays exactly the real one):
 
 import base64
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -84,7 +83,7 @@ import evaluation  # noqa: E402
 from evaluation import Tensor, dtype_string, f32  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow.core.example import feature_pb2  # noqa: E402
-from tensorflow_serving.apis import input_pb2  # noqa: E402
+from tensorflow_serving.apis import input_pb2, prediction_log_pb2  # noqa: E402
 
 from google.protobuf import message_factory  # noqa: E402
 
@@ -93,22 +92,7 @@ def _message_class(descriptor):
     return message_factory.GetMessageClass(descriptor)
 
 
-def _load_saved_model_module():
-    candidates = [
-        os.environ.get("SERVING_DOUBLE_SAVED_MODEL_PY", ""),
-        os.path.join(HERE, "saved_model.py"),
-        os.path.join(HERE, "..", "..", "plugins", "module_utils", "saved_model.py"),
-    ]
-    for path in candidates:
-        if path and os.path.isfile(path):
-            spec = importlib.util.spec_from_file_location("serving_double_saved_model", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    raise SystemExit("serving double: cannot find saved_model.py (tried %s)" % ", ".join(c for c in candidates if c))
-
-
-saved_model = _load_saved_model_module()
+saved_model = evaluation.saved_model
 
 PROGRAM = "tensorflow_model_server"
 DOUBLE_VERSION = "2.21.0-test-double"
@@ -619,6 +603,42 @@ def load_servable(name, version, path, tags):
                  % " ".join(sorted(wanted)))
 
 
+WARMUP_LOG = "tensorflow_serving/servables/tensorflow/saved_model_warmup_util.cc"
+
+
+def run_warmup(model):
+    """saved_model_warmup_util.cc RunSavedModelWarmup: the version's warmup records, replayed before it serves.
+
+    A failing record fails the load with its status; a damaged file is DATA_LOSS.
+    """
+    path = os.path.join(model.path, *saved_model.WARMUP_FILE.split("/"))
+    if not os.path.exists(path):
+        log("I", WARMUP_LOG + ":84", "No warmup data file found at %s" % path)
+        return
+    log("I", WARMUP_LOG + ":98", "Starting to read warmup data for model at %s with model-warmup-options " % path)
+    started = time.monotonic()
+    with open(path, "rb") as f:
+        data = f.read()
+    count = 0
+    try:
+        for _, record in saved_model.tfrecords(data):
+            prediction_log = prediction_log_pb2.PredictionLog()
+            try:
+                prediction_log.ParseFromString(record)
+            except DecodeError:
+                raise Status("INVALID_ARGUMENT", "Failed to parse warmup record: %s from %s"
+                             % (record.decode("latin-1"), path))
+            grpc_api.run_logged_request(model, prediction_log)
+            count += 1
+            if count > saved_model.WARMUP_MAX_RECORDS:
+                raise Status("INVALID_ARGUMENT", "Number of warmup records exceeds the maximum (%d) at %s"
+                             % (saved_model.WARMUP_MAX_RECORDS, path))
+    except saved_model.SavedModelError as e:
+        raise Status("DATA_LOSS", "%s. Please verify your warmup data is in TFRecord format." % e)
+    log("I", WARMUP_LOG + ":239", "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+        "Elapsed time (microseconds): %d." % (path, count, (time.monotonic() - started) * 1e6))
+
+
 # ---------------------------------------------------------------- the server core
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
@@ -1035,6 +1055,8 @@ class ServerCore:
                 time.sleep(self.load_delay)
             try:
                 model = load_servable(name, version, harness.path, self.options["saved_model_tags"])
+                if self.options["enable_model_warmup"]:
+                    run_warmup(model)
                 status = None
             except Status as e:
                 model, status = None, e
