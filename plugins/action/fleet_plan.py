@@ -50,7 +50,7 @@ def role_defaults():
 
 def read_source(model):
     """A model source's versions, checksums and sizes, read like model_version_info does."""
-    params = {"path": model["source"], "versions": model["versions"], "signature_name": "serving_default",
+    params = {"path": model["source"], "versions": model["versions"], "signature_name": model["signature"],
               "tags": ["serve"], "compatible": True, "strict": True, "checksums_only": False}
     try:
         result = saved_model.read_repository(params, lambda message: None)

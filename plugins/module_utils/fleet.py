@@ -30,7 +30,9 @@ IMAGE_REFERENCE = re.compile(r"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?%s(?:/%s)*(?::[
                              r"(?:@sha256:[0-9a-f]{64})?\Z" % (_PATH_COMPONENT, _PATH_COMPONENT))
 TOPOLOGIES = ("shared", "isolated")
 MODEL_KEYS = ("name", "source", "versions", "labels", "topology", "image", "hosts", "resources",
-              "rest_port", "grpc_port", "overrides", "routes")
+              "rest_port", "grpc_port", "overrides", "routes", "signature")
+# The signature every version must have, kept compatible from version to version.
+DEFAULT_SIGNATURE = "serving_default"
 OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port")
 RESOURCE_KEYS = ("memory", "cpus")
 ROUTE_KEYS = ("default", "split", "aliases")
@@ -181,6 +183,11 @@ def validate_models(models, groups=None):
             versions = []
         elif len(set(versions)) != len(versions):
             problems.append("%s.versions: %r lists a version twice" % (where, versions))
+        signature = model.get("signature", DEFAULT_SIGNATURE)
+        if not isinstance(signature, str) or not signature:
+            problems.append("%s.signature: %r is not a signature name; name the signature every version has "
+                            "(default %s; TF Serving's counter model, for one, has get_counter)"
+                            % (where, signature, DEFAULT_SIGNATURE))
         topology = model.get("topology", "shared")
         if topology not in TOPOLOGIES:
             problems.append("%s.topology: %r is not valid; use one of %s" % (where, topology, ", ".join(TOPOLOGIES)))
@@ -297,6 +304,7 @@ def normalize_models(models, defaults=None):
             "versions": versions,
             "labels": labels,
             "topology": model.get("topology", "shared"),
+            "signature": model.get("signature", DEFAULT_SIGNATURE),
             "image": model.get("image") or defaults.get("image"),
             "hosts": model.get("hosts", DEFAULT_GROUP),
             "resources": dict(model.get("resources") or defaults.get("resources") or {}),

@@ -93,7 +93,8 @@ def test_sources_are_read_once_with_their_directories_and_checksums():
 
 
 def _disk_bytes(model, version):
-    return fleet_plan.read_source({"source": os.path.join(FIXTURES, model), "versions": [version]})[0]["total_bytes"]
+    return fleet_plan.read_source({"source": os.path.join(FIXTURES, model), "versions": [version],
+                                   "signature": "serving_default"})[0]["total_bytes"]
 
 
 def test_versions_loaded_at_once_must_fit_the_memory_limit_by_tf_servings_estimate():
@@ -119,6 +120,20 @@ def test_versions_loaded_at_once_must_fit_the_memory_limit_by_tf_servings_estima
                                 "container (topology: isolated) (on s1, s2)")
     # Without reading the sources there is nothing to estimate from.
     assert plan.build_plan(decl, LAB, GROUPS, {"gateway_hosts": ["gw"]})["problems"] == []
+
+
+def test_the_checked_signature_is_the_declared_one():
+    """Versions must share serving_default unless the model names another (TF Serving's counter has none)."""
+    model = {"name": "two", "source": os.path.join(FIXTURES, "tf1_half_plus_two"), "versions": [1, 2]}
+    assert build([model])["problems"] == []
+    problems = build([dict(model, signature="get_counter")])["problems"]
+    assert problems == ["tfserving_models[0].source: %s/tf1_half_plus_two: version 1 (1): signature 'get_counter' is "
+                        "missing (found: classify_x2_to_y3, classify_x_to_y, regress_x2_to_y3, regress_x_to_y, "
+                        "regress_x_to_y2, serving_default)" % FIXTURES]
+    assert build([dict(model, signature="classify_x_to_y")])["problems"] == []
+    assert build([dict(model, signature="")])["problems"] == [
+        "tfserving_models[0].signature: '' is not a signature name; name the signature every version has (default "
+        "serving_default; TF Serving's counter model, for one, has get_counter)"]
 
 
 def test_every_problem_at_once_each_naming_where():
