@@ -456,7 +456,7 @@ def sync_plan(models, sources, copies, prune=False):
             if version["version"] in model["versions"] and on_host.get(version["version"]) != version["checksum"]:
                 copy.append({"model": model["name"], "version": version["version"], "checksum": version["checksum"],
                              "src": "%s/%s/" % (model["source"], version["directory"]),
-                             "host_path": model["host_path"]})
+                             "host_path": model["host_path"], "signature": model["signature"]})
         if prune:
             keep = set(model["versions"]) | set(model["labels"].values())
             remove += ["%s/%s" % (model["host_path"], v["directory"]) for v in found["versions"]
