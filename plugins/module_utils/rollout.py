@@ -3,19 +3,25 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Rolling upgrades: batches of hosts, declaration steps, and the union state.
 
-A rollout from declaration OLD to TARGET goes through three phases, host
-batch by host batch, so that the gateway never routes to a version that the
-hosts behind it do not serve:
+A step from declaration OLD to NEW never lets the gateway route to a
+version that the hosts behind it do not serve, and never stops a container
+that the gateway still sends requests to. Its stages (rollout_stages), in
+this order:
 
-1. each batch, drained at the gateway, serves union(OLD, TARGET): every
-   version of both, with OLD's labels; the gateway still routes by OLD;
-2. the gateway switches to TARGET's routes (one reload);
-3. each batch, drained again, serves exactly TARGET.
+- "serve the union": hosts serve union(OLD, NEW), every version of both
+  with OLD's labels; the gateway still routes by OLD;
+- "route to the new and drop the old": the gateway routes by NEW, which
+  every host serves within the union, and hosts serve exactly NEW;
+- "drop the old": the further batches serve exactly NEW.
 
-Each gateway reload does as much as is safe at once (rollout_stages): it
-puts the previous batch back while it drains the next, and the switch of
-phase 2 comes with the first drain of phase 3, so a step of N batches costs
-2N + 1 reloads instead of 4N + 1.
+A host whose containers the move keeps (versions and labels change in
+models.config, which the server polls; new containers start beside) takes
+each move in one stage with all such hosts, not drained. A host whose
+containers the move recreates (restarting_hosts: a new image, resources or
+port) is drained at the gateway for it, batch by batch. Each reload also
+puts the previous drained batch back, and the step ends with one more
+reload that puts the last one back. playbooks/tasks/stage.yml carries out
+one stage.
 
 Standard library only; plugins/filter/rollout.py wraps these functions.
 """
@@ -69,18 +75,57 @@ def rollout_batches(hosts, size=1):
     return [hosts[i:i + count] for i in range(0, len(hosts), count)]
 
 
-def rollout_stages(batches):
-    """The gateway reloads of one step, in order, each followed by one batch's work.
+# What a container is made of besides its models.config (versions and labels).
+_CONFIG_ONLY = ("versions", "labels")
 
-    A stage drains `batch` (and, by the served map the playbook keeps, puts
-    the previous batch back), routes by `routes` ("from" or "to") and then
-    moves the batch to `serves` ("union" or "to"). Routing by TARGET while
-    the first phase-3 batch drains is safe: every host serves the union,
-    which holds TARGET. The playbook ends with one more reload that puts
-    the last batch back.
+
+def restarting_hosts(before, after):
+    """The hosts whose containers moving from plan `before` to plan `after` recreates, sorted.
+
+    Plans as fleet_plan returns them (hosts, profiles). A container that
+    only one of them has is started or removed, not recreated: what starts
+    is new to the gateway, and what goes is no longer routed to once the
+    gateway routes by `after`.
     """
-    return ([{"phase": 1, "batch": list(b), "routes": "from", "serves": "union"} for b in batches]
-            + [{"phase": 3, "batch": list(b), "routes": "to", "serves": "to"} for b in batches])
+    def containers(plan, host):
+        entry = plan["hosts"].get(host)
+        units = plan["profiles"][entry["profile"]]["units"] if entry else []
+        return dict((u["name"], dict((k, v) for k, v in u.items() if k not in _CONFIG_ONLY)) for u in units)
+
+    restarting = []
+    for host in sorted(set(before["hosts"]) | set(after["hosts"])):
+        old, new = containers(before, host), containers(after, host)
+        if any(old[name] != new[name] for name in set(old) & set(new)):
+            restarting.append(host)
+    return restarting
+
+
+def rollout_stages(batches, restarting=None):
+    """The stages of one step, in order, each a mapping.
+
+    does: what the stage does; batch: its hosts; drain: whether the gateway
+    drains them first; reload: whether the stage reloads the gateway;
+    routes: the declaration the gateway routes by ("old" or "new"); serves:
+    the declaration the batch then serves ("union" or "new").
+
+    `restarting`: {"union": hosts, "new": hosts} whose containers the move to
+    that declaration recreates (restarting_hosts); None counts every host.
+    A stage reloads the gateway to drain its batch, and at the switch to the
+    new routes.
+    """
+    stages = []
+    for serves, routes in (("union", "old"), ("new", "new")):
+        hosts = None if restarting is None else set(restarting[serves])
+        calm = [h for b in batches for h in b if hosts is not None and h not in hosts]
+        drained = [[h for h in b if hosts is None or h in hosts] for b in batches]
+        phase = ([(calm, False)] if calm else []) + [(b, True) for b in drained if b]
+        for i, (batch, drain) in enumerate(phase):
+            switch = serves == "new" and i == 0
+            does = ("serve the union" if serves == "union" else
+                    "route to the new and drop the old" if switch else "drop the old")
+            stages.append({"does": does, "batch": batch, "drain": drain, "reload": drain or switch,
+                           "routes": routes, "serves": serves})
+    return stages
 
 
 def step_problems(declaration, steps, monitoring_url=None):

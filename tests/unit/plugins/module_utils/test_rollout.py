@@ -3,7 +3,9 @@
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.filter.rollout import FilterModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, rollout
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, plan, rollout
+
+from ..action.test_fleet_plan import ROLE_DEFAULTS
 
 OLD = [
     {"name": "half_plus", "source": "/s", "versions": [1, 2], "labels": {"stable": 1, "canary": 2},
@@ -140,30 +142,96 @@ def test_filters_are_the_module_utils_functions():
     assert filters["rollout_step_problems"] is rollout.step_problems
     assert filters["rollout_targets"] is rollout.rollout_targets
     assert filters["rollout_batches"] is rollout.rollout_batches
-    assert filters["rollout_step_problems"] is rollout.step_problems
+    assert filters["rollout_restarting_hosts"] is rollout.restarting_hosts
+    assert filters["rollout_stages"] is rollout.rollout_stages
 
 
-def test_stages_drain_each_batch_twice_and_switch_routes_with_the_first_drain_of_phase_3():
-    stages = rollout.rollout_stages([["a"], ["b"]])
-    assert [(s["phase"], s["batch"], s["routes"], s["serves"]) for s in stages] == [
-        (1, ["a"], "from", "union"), (1, ["b"], "from", "union"),
-        (3, ["a"], "to", "to"), (3, ["b"], "to", "to")]
+def stage_rows(stages):
+    return [(s["does"], s["batch"], s["drain"], s["reload"], s["routes"], s["serves"]) for s in stages]
+
+
+def test_without_restart_facts_each_batch_is_drained_twice_and_the_routes_switch_with_the_first_drop():
+    assert stage_rows(rollout.rollout_stages([["a"], ["b"]])) == [
+        ("serve the union", ["a"], True, True, "old", "union"),
+        ("serve the union", ["b"], True, True, "old", "union"),
+        ("route to the new and drop the old", ["a"], True, True, "new", "new"),
+        ("drop the old", ["b"], True, True, "new", "new")]
     assert rollout.rollout_stages([]) == []
 
 
-def test_every_stage_routes_only_versions_that_the_hosts_behind_it_serve():
-    """Walk the stages as the playbook does: no route may name a version that no undrained host serves."""
+def test_hosts_that_keep_their_containers_move_together_undrained_with_one_reload():
+    assert stage_rows(rollout.rollout_stages([["a"], ["b"]], {"union": [], "new": []})) == [
+        ("serve the union", ["a", "b"], False, False, "old", "union"),
+        ("route to the new and drop the old", ["a", "b"], False, True, "new", "new")]
+
+
+def test_only_the_restarting_hosts_are_drained_batch_by_batch():
+    assert stage_rows(rollout.rollout_stages([["a"], ["b"], ["c"]], {"union": ["b", "c"], "new": ["a"]})) == [
+        ("serve the union", ["a"], False, False, "old", "union"),
+        ("serve the union", ["b"], True, True, "old", "union"),
+        ("serve the union", ["c"], True, True, "old", "union"),
+        ("route to the new and drop the old", ["b", "c"], False, True, "new", "new"),
+        ("drop the old", ["a"], True, True, "new", "new")]
+
+
+HOSTS = [plan.host_inputs(name, {"inventory_hostname": name, "group_names": groups, "tfserving_port_base": base,
+                                 "firewall_enabled": False}, dict(ROLE_DEFAULTS))
+         for name, base, groups in (("a", 18500, ["tfserving", "first"]), ("b", 18600, ["tfserving"]))]
+SHARED = {"name": "half_plus", "source": "/s", "versions": [1], "labels": {"stable": 1}}
+ISOLATED = {"name": "iso", "source": "/i", "versions": [2], "topology": "isolated"}
+
+
+def planned(declaration):
+    built = plan.build_plan(declaration, HOSTS, ["all", "tfserving", "first"], {})
+    assert built["problems"] == []
+    return built
+
+
+@pytest.mark.parametrize("change, restarting", [
+    # models.config changes only, or a container beside the others.
+    ({"versions": [1, 3], "labels": {"stable": 1, "canary": 3}}, []),
+    ({"versions": [3], "labels": {"stable": 3}}, []),
+    # What the container is made of.
+    ({"image": "tensorflow/serving:2.18.0"}, ["a", "b"]),
+    ({"resources": {"memory": "2g"}}, ["a", "b"]),
+    # Off b: its container goes, once the gateway routes elsewhere.
+    ({"hosts": "first"}, []),
+])
+def test_a_host_restarts_when_a_container_it_keeps_changes(change, restarting):
+    before = planned([SHARED])
+    assert rollout.restarting_hosts(before, planned([dict(SHARED, **change)])) == restarting
+
+
+def test_a_new_isolated_version_that_moves_another_containers_port_restarts_that_host():
+    before = planned([SHARED, ISOLATED])
+    # Version 1 sorts first: the isolated version 2 container gets new ports.
+    after = planned([SHARED, dict(ISOLATED, versions=[1, 2])])
+    assert rollout.restarting_hosts(before, after) == ["a", "b"]
+    assert rollout.restarting_hosts(before, planned([SHARED, dict(ISOLATED, versions=[2, 3])])) == []
+
+
+@pytest.mark.parametrize("restarting", [None, {"union": [], "new": []}, {"union": ["b"], "new": ["a", "c"]}])
+def test_every_stage_routes_only_versions_that_the_hosts_behind_it_serve(restarting):
+    """Walk the stages as the playbook does: no route may name a version that no routed host serves.
+
+    A host that is not drained serves the stage's routes both before and
+    after its move, since its containers keep serving while they change.
+    """
     batches = [["a"], ["b"], ["c"]]
     union = rollout.rollout_union(OLD, TARGET)
-    declarations = {"from": OLD, "to": TARGET, "union": union}
+    declarations = {"old": OLD, "new": TARGET, "union": union}
     served = dict((h, OLD) for b in batches for h in b)
-    for stage in rollout.rollout_stages(batches) + [None]:
-        drained = stage["batch"] if stage else []
-        routes = declarations[stage["routes"]] if stage else TARGET
+    routes, drained = OLD, []
+    for stage in rollout.rollout_stages(batches, restarting) + [None]:
+        if stage is None or stage["reload"]:
+            routes = declarations[stage["routes"]] if stage else TARGET
+            drained = stage["batch"] if stage and stage["drain"] else []
+        assert stage is None or not stage["drain"] or drained == stage["batch"], stage
+        after = dict(served, **dict((h, declarations[stage["serves"]]) for h in stage["batch"])) if stage else served
         for model in routes:
             for version in model["versions"]:
-                assert any(h not in drained and any(m["name"] == model["name"] and version in m["versions"]
-                                                    for m in decl) for h, decl in served.items()), (stage, version)
-        if stage:
-            served.update((h, declarations[stage["serves"]]) for h in stage["batch"])
+                assert any(h not in drained and all(any(m["name"] == model["name"] and version in m["versions"]
+                                                        for m in decl) for decl in (served[h], after[h]))
+                           for h in served), (stage, version)
+        served = after
     assert all(decl is TARGET for decl in served.values())
