@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 
 import yaml
@@ -36,6 +37,7 @@ ROLE_VARIABLES = {
                 "gateway_client_burst", "gateway_model_rate", "gateway_model_burst", "gateway_metrics_enabled",
                 "gateway_mtail_port", "gateway_nginx_exporter_port"),
     "monitoring": ("monitoring_port",),
+    "models": ("models_verify",),
 }
 
 
@@ -48,15 +50,70 @@ def role_defaults():
     return defaults
 
 
-def read_source(model):
-    """A model source's versions, checksums and sizes, read like model_version_info does."""
-    params = {"path": model["source"], "versions": model["versions"], "signature_name": model["signature"],
-              "tags": ["serve"], "compatible": True, "strict": True, "checksums_only": False}
-    try:
-        result = saved_model.read_repository(params, lambda message: None)
-    except (saved_model.SavedModelError, OSError) as e:
-        raise ValueError(to_native(e))
-    return [dict((k, v[k]) for k in ("version", "directory", "checksum", "total_bytes")) for v in result["versions"]]
+class ChecksumCache(object):
+    """What the controller last read of each source version's files, kept between runs.
+
+    One JSON file (``$XDG_CACHE_HOME/mlserve-tfserving/checksums.json``, by
+    default under ``~/.cache``): version directory -> relative path ->
+    [size, mtime_ns, inode, sha256]. A file whose size, mtime and inode are
+    unchanged is not read again (saved_model.directory_checksum). With
+    `full` every file is read and the cache rewritten.
+    """
+
+    def __init__(self, path, full=False):
+        self.path = path
+        self.full = full
+        self.changed = False
+        try:
+            with open(path) as f:
+                self.entries = json.load(f)
+        except (OSError, IOError, ValueError):
+            self.entries = {}  # none yet, or unreadable: every file is read
+        if not isinstance(self.entries, dict):
+            self.entries = {}
+
+    @staticmethod
+    def default_path():
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "mlserve-tfserving", "checksums.json")
+
+    def get(self, version_dir):
+        return None if self.full else self.entries.get(os.path.abspath(version_dir))
+
+    def put(self, version_dir, files, earlier):
+        key = os.path.abspath(version_dir)
+        if self.entries.get(key) != files:
+            self.entries[key] = files
+            self.changed = True
+
+    def save(self):
+        """Write the cache when it changed; a cache that cannot be written only costs the next run a read."""
+        if not self.changed:
+            return
+        # Versions gone from the disk (a removed source, a test's temporary copy) leave the cache.
+        self.entries = dict((k, v) for k, v in self.entries.items() if os.path.isdir(k))
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            staging = "%s.%d" % (self.path, os.getpid())
+            with open(staging, "w") as f:
+                json.dump(self.entries, f, sort_keys=True)
+            os.replace(staging, self.path)
+        except OSError:
+            pass
+
+
+def source_reader(cache):
+    """read_source for plan.build_plan: a model source's versions, checksums and sizes, read like model_version_info."""
+    def read_source(model):
+        params = {"path": model["source"], "versions": model["versions"], "signature_name": model["signature"],
+                  "tags": ["serve"], "compatible": True, "strict": True, "checksums_only": False}
+        try:
+            result = saved_model.read_repository(params, lambda message: None, cache)
+        except (saved_model.SavedModelError, OSError) as e:
+            raise ValueError(to_native(e))
+        return [dict((k, v[k]) for k in ("version", "directory", "checksum", "total_bytes"))
+                for v in result["versions"]]
+    return read_source
 
 
 class _TemplatedVars(object):
@@ -113,8 +170,12 @@ class ActionModule(ActionBase):
                      for name in groups["all"]]
         except Exception as e:  # a host variable that does not template
             raise AnsibleError("fleet_plan: cannot read the inventory's host variables: %s" % to_native(e))
+        # models_verify (the models role's): full reads every file of every source.
+        verify = self._templar.template(task_vars.get("models_verify", defaults["models_verify"]))
+        cache = ChecksumCache(ChecksumCache.default_path(), full=verify == "full")
         built = plan.build_plan(declaration, hosts, list(groups.keys()), options,
-                                read_source=read_source if check else None, sources=args.get("sources"))
+                                read_source=source_reader(cache) if check else None, sources=args.get("sources"))
+        cache.save()
         # Every host must read the same declaration from the inventory (a
         # group_vars file of one group would otherwise plan the fleet from one
         # host's copy). Inventory values are compared: a role's or include's

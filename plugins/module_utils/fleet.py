@@ -19,6 +19,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import MANIFEST
+
 # Whole strings (\Z, not $, which also matches before a final newline).
 MODEL_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 LABEL_NAME = re.compile(r"\A[A-Za-z0-9_]+\Z")
@@ -446,8 +448,9 @@ def sync_plan(models, sources, copies, prune=False):
     the host, in the order of `models`. A version is copied when its copy
     is missing or differs, from the source's own directory name (which may
     be zero-padded, as in TF Serving's test models) to its canonical
-    number. With `prune`, directories of undeclared versions are listed for
-    removal; a version a label still names is never pruned.
+    number. With `prune`, directories of undeclared versions (and their
+    manifests) are listed for removal; a version a label still names is
+    never pruned.
     """
     copy, remove = [], []
     for model, found in zip(models, copies):
@@ -459,8 +462,11 @@ def sync_plan(models, sources, copies, prune=False):
                              "host_path": model["host_path"], "signature": model["signature"]})
         if prune:
             keep = set(model["versions"]) | set(model["labels"].values())
-            remove += ["%s/%s" % (model["host_path"], v["directory"]) for v in found["versions"]
-                       if v["version"] not in keep]
+            for v in found["versions"]:
+                if v["version"] not in keep:
+                    # The version and the manifest beside it (saved_model.Manifests).
+                    remove += ["%s/%s" % (model["host_path"], name) for name in (v["directory"],
+                                                                                 MANIFEST % v["directory"])]
     return {"to_copy": copy, "to_remove": remove}
 
 

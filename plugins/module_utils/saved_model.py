@@ -28,7 +28,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import hashlib
+import json
 import os
 import re
 import stat
@@ -602,27 +604,91 @@ def _regular_files(path):
     return sorted(files)
 
 
-def directory_checksum(path):
-    """(sha256 hex, file count, total bytes) of a directory's content.
+def _file_sha256(full):
+    digest = hashlib.sha256()
+    with open(full, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def directory_checksum(path, known=None):
+    """(sha256 hex, file count, total bytes, files) of a directory's content.
 
     Independent of file order, timestamps and permissions: the digest covers
     the sorted relative paths and each file's bytes, nothing else.
+
+    `known`: relative path -> [size, mtime_ns, inode, sha256 hex] of an
+    earlier read (a manifest, the controller's cache). A file whose size,
+    mtime and inode are all unchanged takes its sha256 from there unread.
+    `files` maps each relative path to the same figures, as read now.
     """
-    files = _regular_files(path)
+    known = known or {}
     digest = hashlib.sha256()
     total = 0
-    for rel, full in files:
+    files = {}
+    for rel, full in _regular_files(path):
         digest.update(rel.encode("utf-8") + b"\0")
-        file_digest = hashlib.sha256()
         try:
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    file_digest.update(chunk)
-                    total += len(chunk)
+            st = os.stat(full)
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+            earlier = known.get(rel)
+            sha = earlier[3] if earlier and list(earlier[:3]) == stamp else _file_sha256(full)
         except OSError as e:
             raise SavedModelError("%s cannot be read: %s" % (rel, e.strerror))
-        digest.update(file_digest.digest())
-    return digest.hexdigest(), len(files), total
+        digest.update(binascii.unhexlify(sha))
+        total += st.st_size
+        files[rel] = stamp + [sha]
+    return digest.hexdigest(), len(files), total, files
+
+
+MANIFEST = ".manifest-%s.json"
+
+
+class Manifests(object):
+    """The manifest beside each version on a host: ``<base>/.manifest-<dir>.json``.
+
+    It lists each file of the version (relative path, size, mtime, inode,
+    sha256) as last read, so that the next read of an unchanged version only
+    stats its files. TF Serving ignores it (not a directory, and its name
+    starts with a dot). `mode`: "use" reads manifests and writes new or
+    stale ones; "rewrite" reads every file and writes them all; "off"
+    neither reads nor writes them. Nothing is written in check mode.
+    """
+
+    def __init__(self, mode, check_mode=False):
+        self.mode = mode
+        self.check_mode = check_mode
+        self.written = []
+
+    @staticmethod
+    def path(version_dir):
+        base, name = os.path.split(os.path.normpath(version_dir))
+        return os.path.join(base, MANIFEST % name)
+
+    def get(self, version_dir):
+        if self.mode != "use":
+            return None
+        try:
+            with open(self.path(version_dir)) as f:
+                return json.load(f)["files"]
+        except (OSError, IOError, ValueError, KeyError, TypeError):
+            return None  # none yet, or unreadable: the files are read
+
+    def put(self, version_dir, files, earlier):
+        if self.mode == "off" or self.check_mode or files == earlier:
+            return
+        target = self.path(version_dir)
+        staging = target + ".tmp"
+        try:
+            with open(staging, "w") as f:
+                json.dump({"files": files}, f, sort_keys=True)
+            # Like the versions' files: readable by all, whatever the umask.
+            os.chmod(staging, 0o644)
+            os.rename(staging, target)
+        except (OSError, IOError) as e:
+            raise SavedModelError("%s cannot be written: %s" % (target, e.strerror))
+        self.written.append(target)
 
 
 _LOOKS_LIKE_VERSION = re.compile(r"\A(v|ver|version)?[-_]?\d+([._-]\d+)*\Z", re.IGNORECASE)
@@ -811,10 +877,12 @@ def check_version(version_dir, tags, signature_name):
             "signatures": signatures, "warmup_records": check_warmup(version_dir, signatures)}
 
 
-def read_repository(params, warn):
+def read_repository(params, warn, store=None):
     """model_version_info's work (see its options): returns the result or raises SavedModelError.
 
     Also used on the controller by the fleet plan to read every model source once.
+    `store`: where earlier reads of each version's files are kept (get and
+    put by version directory: Manifests on a host, the controller's cache).
     """
     path = params["path"]
     if params["checksums_only"] and not os.path.isdir(path):
@@ -838,7 +906,10 @@ def read_repository(params, warn):
     for number in sorted(set(declared)):
         version_dir = os.path.join(path, found[number])
         try:
-            checksum, file_count, total_bytes = directory_checksum(version_dir)
+            earlier = store.get(version_dir) if store else None
+            checksum, file_count, total_bytes, files = directory_checksum(version_dir, earlier)
+            if store:
+                store.put(version_dir, files, earlier)
         except SavedModelError as e:
             raise SavedModelError("%s: version %d (%s): %s" % (path, number, found[number], e))
         entry = {"version": number, "directory": found[number], "checksum": checksum,

@@ -68,11 +68,24 @@ options:
       - A missing O(path) then reports no versions instead of failing.
     type: bool
     default: false
+  manifests:
+    description:
+      - What to do with the manifest beside each version (C(<path>/.manifest-<dir>.json)), which lists each file's
+        relative path, size, mtime, inode and SHA-256 as last read.
+      - V(use) takes the SHA-256 of every file whose size, mtime and inode are unchanged from the manifest, so an
+        unchanged version costs a stat per file; new or stale manifests are written. A changed byte in a file whose
+        size and mtime were kept is not seen then.
+      - V(rewrite) reads every file, as V(off) does, and writes every manifest (a scheduled audit).
+      - V(off) reads every file and writes nothing.
+      - Writing a manifest is not reported as a change; check mode writes none.
+    type: str
+    choices: [use, rewrite, "off"]
+    default: "off"
 extends_documentation_fragment: []
 attributes:
   check_mode:
     support: full
-    description: The module never changes anything.
+    description: The module changes nothing but its own manifests (O(manifests)), and writes none in check mode.
 notes:
   - Directories whose names start with a dot are staging copies and are ignored, as TensorFlow Serving ignores them.
   - Only directory names of ASCII digits are versions, as TensorFlow Serving parses them (C(00000123) is version 123);
@@ -105,10 +118,11 @@ EXAMPLES = r"""
     path: /srv/tfserving/models/half_plus
     strict: false
 
-- name: Compare a host's copy with its source
+- name: Compare a host's copy with its source, reading only files changed since the last read
   mlserve.tfserving.model_version_info:
     path: /srv/tfserving/models/half_plus
     checksums_only: true
+    manifests: use
   register: copy
 """
 
@@ -175,10 +189,17 @@ versions:
       description: SHA-256 over the sorted relative paths and contents; independent of file order and timestamps.
       type: str
       sample: 51ef17f543298d71f94d9a4a21cba1addf3468c565ec1b098e8948da32621e48
+manifests_written:
+  description: The manifests written (O(manifests)).
+  returned: always
+  type: list
+  elements: str
+  sample: [/srv/tfserving/models/half_plus/.manifest-2.json]
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import SavedModelError, read_repository
+from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import (Manifests, SavedModelError,
+                                                                                 read_repository)
 
 def main():
     module = AnsibleModule(
@@ -190,14 +211,16 @@ def main():
             compatible=dict(type="bool", default=True),
             strict=dict(type="bool", default=True),
             checksums_only=dict(type="bool", default=False),
+            manifests=dict(type="str", choices=["use", "rewrite", "off"], default="off"),
         ),
         supports_check_mode=True,
     )
+    manifests = Manifests(module.params["manifests"], module.check_mode)
     try:
-        result = read_repository(module.params, module.warn)
+        result = read_repository(module.params, module.warn, manifests)
     except SavedModelError as e:
         module.fail_json(msg=str(e), path=module.params["path"])
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, manifests_written=manifests.written, **result)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def build(decl=None, inventory=None, **options):
     inventory = LAB if inventory is None else inventory
     options.setdefault("gateway_hosts", [h["name"] for h in inventory if "gateway" in h["groups"]])
     return plan.build_plan(declaration() if decl is None else decl, inventory, GROUPS, options,
-                           read_source=fleet_plan.read_source)
+                           read_source=fleet_plan.source_reader(None))
 
 
 def test_role_defaults_come_from_the_roles_own_defaults_files():
@@ -93,8 +93,57 @@ def test_sources_are_read_once_with_their_directories_and_checksums():
 
 
 def _disk_bytes(model, version):
-    return fleet_plan.read_source({"source": os.path.join(FIXTURES, model), "versions": [version],
-                                   "signature": "serving_default"})[0]["total_bytes"]
+    return fleet_plan.source_reader(None)({"source": os.path.join(FIXTURES, model), "versions": [version],
+                                           "signature": "serving_default"})[0]["total_bytes"]
+
+
+def test_the_controller_cache_spares_unchanged_files_between_runs_and_full_reads_them_all(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = fleet_plan.ChecksumCache.default_path()
+    assert path == str(tmp_path / "cache" / "mlserve-tfserving" / "checksums.json")
+    source = tmp_path / "half_plus"
+    shutil.copytree(os.path.join(FIXTURES, "half_plus"), str(source))
+    model = {"source": str(source), "versions": [1], "signature": "serving_default"}
+
+    def read(full=False):
+        cache = fleet_plan.ChecksumCache(path, full=full)
+        checksum = fleet_plan.source_reader(cache)(model)[0]["checksum"]
+        cache.save()
+        return checksum
+
+    first = read()
+    assert list(json.load(open(path))) == [str(source / "1")]
+    # A byte changed with the file's size, mtime and inode kept: only a full read sees it.
+    pb = source / "1" / "saved_model.pb"
+    before = os.stat(str(pb))
+    data = bytearray(pb.read_bytes())
+    data[-1] ^= 1
+    with open(str(pb), "r+b") as f:
+        f.write(bytes(data))
+    os.utime(str(pb), ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert read() == first
+    changed = read(full=True)
+    assert changed != first
+    # The full read rewrote the cache; a byte changed back with a new mtime is read again.
+    assert read() == changed
+    data[-1] ^= 1
+    with open(str(pb), "r+b") as f:
+        f.write(bytes(data))
+    os.utime(str(pb), ns=(1, 1))
+    assert read() == first
+    # Versions gone from the disk leave the cache when it is next written.
+    shutil.rmtree(str(source))
+    other = tmp_path / "other"
+    shutil.copytree(os.path.join(FIXTURES, "half_plus"), str(other))
+    model["source"] = str(other)
+    read()
+    assert list(json.load(open(path))) == [str(other / "1")]
+
+
+def test_an_unreadable_controller_cache_means_reading_the_files(tmp_path):
+    (tmp_path / "checksums.json").write_text("[not a cache")
+    cache = fleet_plan.ChecksumCache(str(tmp_path / "checksums.json"))
+    assert cache.entries == {} and cache.get(FIXTURES) is None
 
 
 def test_versions_loaded_at_once_must_fit_the_memory_limit_by_tf_servings_estimate():
@@ -408,7 +457,7 @@ def test_a_mistake_in_one_model_does_not_hide_the_others_problems():
             dict(declaration()[1], rest_port=None, overrides={2: {"rest_port": 30001}, 3: {"grpc_port": 30001}}),
             dict(declaration()[0], name="elsewhere", hosts="gpu", source="/nonexistent/x")]
     problems = plan.build_plan(
-        decl, LAB, GROUPS + ["gpu"], {"gateway_hosts": ["gw"]}, read_source=fleet_plan.read_source)["problems"]
+        decl, LAB, GROUPS + ["gpu"], {"gateway_hosts": ["gw"]}, read_source=fleet_plan.source_reader(None))["problems"]
     assert any(p.startswith("tfserving_models[0].labels.stable: 7") for p in problems), problems
     assert any(p.startswith("port 30001 on s1 is claimed by tfserving-half_plus_iso-v2 (REST) and "
                             "tfserving-half_plus_iso-v3 (gRPC)") for p in problems), problems

@@ -179,7 +179,7 @@ def test_sync_plan_copies_missing_and_changed_versions_and_prunes_undeclared_one
     sync = fleet.sync_plan([m], sources, [{"versions": copy}], prune=True)
     assert [(c["version"], c["src"], c["checksum"]) for c in sync["to_copy"]] == [
         (2, "/src/half_plus/00000002/", "s2"), (3, "/src/half_plus/00000003/", "s3")]
-    assert sync["to_remove"] == ["/srv/tfserving/models/half_plus/9"]
+    assert sync["to_remove"] == ["/srv/tfserving/models/half_plus/9", "/srv/tfserving/models/half_plus/.manifest-9.json"]
     assert fleet.sync_plan([m], sources, [{"versions": copy}])["to_remove"] == []
 
 

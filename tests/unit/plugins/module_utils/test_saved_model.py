@@ -194,8 +194,8 @@ def test_checksum_ignores_order_and_timestamps(tmp_path):
     _tree(tmp_path / "two", list(reversed(files)))
     os.utime(tmp_path / "two" / "saved_model.pb", (1, 1))
     os.chmod(tmp_path / "two" / "assets" / "a.txt", 0o600)
-    one = sm.directory_checksum(str(tmp_path / "one"))
-    assert one == sm.directory_checksum(str(tmp_path / "two"))
+    one = sm.directory_checksum(str(tmp_path / "one"))[:3]
+    assert one == sm.directory_checksum(str(tmp_path / "two"))[:3]
     assert one[1:] == (3, 9)
 
 
@@ -205,6 +205,78 @@ def test_checksum_sees_content_and_names(tmp_path):
     _tree(tmp_path / "three", [("b", b"x")])
     sums = set(sm.directory_checksum(str(tmp_path / d))[0] for d in ("one", "two", "three"))
     assert len(sums) == 3
+
+
+def _rewrite_keeping_stat(path, content):
+    """Change a file's bytes, keeping its size, mtime and inode (what a stat cannot see)."""
+    before = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(content)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_file_whose_stat_is_unchanged_is_not_read_again(tmp_path):
+    _tree(tmp_path, [("saved_model.pb", b"graph"), ("assets/big", b"0123456789")])
+    first = sm.directory_checksum(str(tmp_path))
+    assert sorted(first[3]) == ["assets/big", "saved_model.pb"]
+    _rewrite_keeping_stat(tmp_path / "assets" / "big", b"9876543210")
+    # Trusting the earlier read: the same sum, although a byte changed.
+    assert sm.directory_checksum(str(tmp_path), first[3])[0] == first[0]
+    # Without it the change is found.
+    assert sm.directory_checksum(str(tmp_path))[0] != first[0]
+
+
+@pytest.mark.parametrize("change", [
+    lambda path: path.write_bytes(b"01234567890"),  # another size
+    lambda path: (path.write_bytes(b"9876543210"), os.utime(path, ns=(1, 10 ** 9))),  # another mtime
+    # Another file put in its place (a new inode: the old one is still in use while it is written).
+    lambda path: (path.with_name("new").write_bytes(b"9876543210"), os.utime(path.with_name("new"), ns=(1, 1)),
+                  os.replace(str(path.with_name("new")), str(path))),
+])
+def test_a_changed_size_mtime_or_inode_is_read_again(tmp_path, change):
+    _tree(tmp_path, [("assets/big", b"0123456789")])
+    os.utime(tmp_path / "assets" / "big", ns=(1, 1))
+    first = sm.directory_checksum(str(tmp_path))
+    change(tmp_path / "assets" / "big")
+    again = sm.directory_checksum(str(tmp_path), first[3])
+    assert again[0] != first[0]
+    assert again == sm.directory_checksum(str(tmp_path))
+
+
+def test_manifests_beside_each_version_are_written_used_and_rewritten(tmp_path):
+    version = tmp_path / "3"
+    _tree(version, [("saved_model.pb", b"graph"), ("assets/big", b"0123456789")])
+    manifests = sm.Manifests("use")
+    first = sm.directory_checksum(str(version))
+    manifests.put(str(version), first[3], manifests.get(str(version)))
+    assert manifests.written == [str(tmp_path / ".manifest-3.json")]
+    assert sm.scan_model_base(str(tmp_path)) == ({3: "3"}, [])
+    _rewrite_keeping_stat(version / "assets" / "big", b"9876543210")
+    assert sm.directory_checksum(str(version), manifests.get(str(version)))[0] == first[0]
+    # rewrite (models_verify: full) reads every file, and keeps what it read.
+    full = sm.Manifests("rewrite")
+    assert full.get(str(version)) is None
+    audited = sm.directory_checksum(str(version), full.get(str(version)))
+    assert audited[0] != first[0]
+    full.put(str(version), audited[3], None)
+    assert sm.directory_checksum(str(version), manifests.get(str(version)))[0] == audited[0]
+
+
+def test_manifests_are_not_written_in_check_mode_nor_when_off_nor_unchanged(tmp_path):
+    _tree(tmp_path / "1", [("saved_model.pb", b"graph")])
+    files = sm.directory_checksum(str(tmp_path / "1"))[3]
+    for manifests in (sm.Manifests("use", check_mode=True), sm.Manifests("off")):
+        manifests.put(str(tmp_path / "1"), files, None)
+        assert manifests.written == [] and not (tmp_path / ".manifest-1.json").exists()
+    manifests = sm.Manifests("use")
+    manifests.put(str(tmp_path / "1"), files, files)
+    assert manifests.written == []
+
+
+def test_an_unreadable_manifest_means_reading_the_files(tmp_path):
+    _tree(tmp_path / "1", [("saved_model.pb", b"graph")])
+    (tmp_path / ".manifest-1.json").write_text("{not json")
+    assert sm.Manifests("use").get(str(tmp_path / "1")) is None
 
 
 def test_scan_follows_tf_serving_discovery(tmp_path):

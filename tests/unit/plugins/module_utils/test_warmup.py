@@ -127,6 +127,6 @@ def test_the_plan_refuses_a_broken_warmup_file_before_any_copy(version):
     write(version, (version / WARMUP).read_bytes()[:-3])
     model = {"name": "m", "source": str(version.parent), "versions": [123], "signature": "serving_default"}
     with pytest.raises(ValueError) as e:
-        fleet_plan.read_source(model)
+        fleet_plan.source_reader(None)(model)
     assert str(e.value).startswith("%s: version 123 (00000123): assets.extra/tf_serving_warmup_requests, record 4: "
                                    "truncated record at " % version.parent)

@@ -153,6 +153,19 @@ def test_ansible_runs_the_module_in_check_mode():
     assert [v["version"] for v in result["versions"]] == [1, 2, 3]
 
 
+def test_ansible_writes_manifests_beside_the_versions_and_none_in_check_mode(tmp_path):
+    model = copy_model(tmp_path)
+    args = "path=%s checksums_only=true manifests=use" % model
+    rc, checked = ansible_module(args, check=True)
+    assert rc == 0 and checked["manifests_written"] == [] and not list(model.glob(".manifest-*"))
+    rc, first = ansible_module(args)
+    assert rc == 0 and first["changed"] is False
+    assert first["manifests_written"] == [str(model / (".manifest-%d.json" % v)) for v in (1, 2, 3)]
+    assert checked["versions"] == first["versions"]
+    rc, again = ansible_module(args)
+    assert rc == 0 and again["manifests_written"] == [] and again["versions"] == first["versions"]
+
+
 def test_ansible_reports_the_failure(tmp_path):
     model = copy_model(tmp_path)
     (model / "3" / "saved_model.pb").write_bytes(b"\x0a")
