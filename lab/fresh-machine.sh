@@ -35,9 +35,12 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${packages[@]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get autoremove --purge -y -qq >&2
 fi
+# The engines' data: their contents, since a directory may be a mount point.
+for dir in /var/lib/docker /var/lib/containerd; do
+  if [ -d "$dir" ]; then find "$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} +; fi
+done
 # The project's download caches, and the collection's own checksum cache.
-rm -rf /var/lib/docker /var/lib/containerd "${XDG_CACHE_HOME:-$HOME/.cache}/mlserve" \
-  "${XDG_CACHE_HOME:-$HOME/.cache}/mlserve-tfserving"
+rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}/mlserve" "${XDG_CACHE_HOME:-$HOME/.cache}/mlserve-tfserving"
 
 git clone --quiet "$repo" "$clone"
 cd "$clone"
