@@ -19,7 +19,7 @@ description:
   - Fails, naming the path, the version and the reason, on anything TensorFlow Serving would refuse or silently
     mishandle, before a server ever sees it.
   - Checks a version's warmup records (C(assets.extra/tf_serving_warmup_requests)) as TensorFlow Serving replays
-    them while loading: TFRecord framing and checksums, each record a PredictionLog whose request names a signature
+    them while loading (TFRecord framing and checksums), each record a PredictionLog whose request names a signature
     the version has, at most 1000 records. A broken file is named with its record number.
 author:
   - mlserve maintainers

@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import SavedModelError, read_repository
+from ansible_collections.mlserve.tfserving.plugins.modules import model_version_info as module
 
 from ...conftest import FIXTURES, REPO
+from .module_docs import assert_documentation_matches
 
 
 def params(path, **overrides):
@@ -145,6 +147,10 @@ def ansible_module(args, check=False):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     return proc.returncode, result
+
+
+def test_documentation_matches_the_argument_spec(monkeypatch):
+    assert_documentation_matches(monkeypatch, module, {"path", "versions", "manifests_written"})
 
 
 def test_ansible_runs_the_module_in_check_mode():
