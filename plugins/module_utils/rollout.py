@@ -202,11 +202,11 @@ def rollout_targets(declaration, steps):
 
 
 def rollout_union(old, target):
-    """What a host serves during phase 1: every version of both, OLD's labels and routes.
+    """What a host serves from "serve the union" on: every version of both, OLD's labels and routes.
 
     A model only in TARGET is served as TARGET declares it (the gateway does
-    not route to it until phase 2); a model only in OLD stays as it was
-    until phase 3 removes it.
+    not route to it until the switch to the new routes); a model only in
+    OLD stays as it was until its host drops the old.
     """
     old_by_name = dict((m["name"], m) for m in old)
     union = []
