@@ -37,7 +37,10 @@ MODEL_KEYS = ("name", "source", "versions", "labels", "topology", "image", "host
 DEFAULT_SIGNATURE = "serving_default"
 OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port")
 RESOURCE_KEYS = ("memory", "cpus")
-ROUTE_KEYS = ("default", "split", "aliases")
+ROUTE_KEYS = ("default", "split", "aliases", "grpc_unversioned")
+# What routes.grpc_unversioned may say: that unversioned gRPC calls of a
+# shared model get its newest version, as TF Serving answers them.
+GRPC_UNVERSIONED = ("newest",)
 
 # Where the models role puts versions on a host, and where a serving
 # container sees them and its config.
@@ -234,7 +237,7 @@ def validate_models(models, groups=None):
                 _check_resources(problems, owhere + ".resources", settings.get("resources"))
                 for port in ("rest_port", "grpc_port"):
                     _check_port(problems, "%s.%s" % (owhere, port), settings.get(port))
-        _validate_routes(problems, where, name, model.get("routes") or {}, versions, labels, aliases)
+        _validate_routes(problems, where, name, model.get("routes") or {}, versions, labels, aliases, topology)
     for alias, (where, _) in sorted(aliases.items()):
         if alias in names:
             problems.append("%s: alias %r is also the name of tfserving_models[%d]; a request for it would be "
@@ -242,8 +245,9 @@ def validate_models(models, groups=None):
     return problems
 
 
-def _validate_routes(problems, where, name, routes, versions, labels, aliases):
+def _validate_routes(problems, where, name, routes, versions, labels, aliases, topology):
     where = where + ".routes"
+    found = len(problems)
     if not isinstance(routes, dict):
         problems.append("%s: %r must be a mapping of %s" % (where, routes, ", ".join(ROUTE_KEYS)))
         return
@@ -280,6 +284,38 @@ def _validate_routes(problems, where, name, routes, versions, labels, aliases):
             problems.append("%s: alias %r is already declared at %s" % (awhere, alias, aliases[alias][0]))
         else:
             aliases[alias] = (awhere, name)
+    grpc_unversioned = routes.get("grpc_unversioned")
+    if grpc_unversioned is not None and grpc_unversioned not in GRPC_UNVERSIONED:
+        problems.append("%s.grpc_unversioned: %r is not valid; the one value is newest (unversioned gRPC calls of a "
+                        "shared model get its newest version, as TF Serving answers them)" % (where, grpc_unversioned))
+    if (topology == "shared" and grpc_unversioned is None and versions and len(problems) == found
+            and all(_is_int(v) and v in versions for v in labels.values())):
+        problems += _grpc_unversioned_problems(where, name, routes, versions, labels)
+
+
+def _grpc_unversioned_problems(where, name, routes, versions, labels):
+    """A shared model whose unversioned REST route names other versions than an unversioned gRPC call gets.
+
+    TF Serving gives a ModelSpec without version or label its newest
+    version, and the gateway cannot change it (it is inside the protobuf).
+    """
+    default = routes.get("default")
+    if default is None:
+        default = "stable" if "stable" in labels else max(versions)
+    split = sorted(((label, weight) for label, weight in (routes.get("split") or {}).items() if weight > 0),
+                   key=lambda side: (labels[side[0]], side[0]))
+    rest = sorted(set(labels[label] for label, _ in split)) if split else [labels.get(default, default)]
+    newest = max(versions)
+    if rest == [newest]:
+        return []
+    if split:
+        gets = " and ".join("version %d (%s: %d %%)" % (labels[label], label, weight) for label, weight in split)
+    else:
+        gets = "version %d (routes.default: %s)" % (rest[0], default)
+    return ["%s: an unversioned gRPC call to %s (a ModelSpec with neither version nor version_label) gets TF "
+            "Serving's newest version, %d, while its unversioned REST route gets %s. Have gRPC clients name a version "
+            "or label and set routes.grpc_unversioned: newest to accept this, or set topology: isolated, whose gateway "
+            "routes unversioned gRPC calls as it routes REST ones" % (where, name, newest, gets)]
 
 
 def normalize_models(models, defaults=None):

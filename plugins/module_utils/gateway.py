@@ -135,6 +135,7 @@ def gateway_plan(models, backends, options=None):
             "default_version": default_version,
             "weights": unversioned_weights(model),
             "labels": dict(model["labels"]),
+            "grpc_unversioned": model["routes"].get("grpc_unversioned"),
         })
 
     header = options.get("pin_header") or "X-Model-Label"
@@ -256,6 +257,8 @@ def route_table(plan, rest_url, grpc_address):
     picks, with `split` giving each version's share), `label` (or null),
     `url` (REST), `target` (gRPC host:port), `model_spec` (what a gRPC
     client puts in its ModelSpec) and `metadata` (gRPC metadata it sends).
+    A shared model's unversioned gRPC route also has `declared_by`: the
+    routes key that names the version it gets.
     """
     models = dict((m["name"], m) for m in plan["models"])
     table = []
@@ -277,8 +280,11 @@ def route_table(plan, rest_url, grpc_address):
         versions = sorted(p["version"] for p in plan["pools"] if p["model"] == name)
         target = "%s:%d" % (grpc_address, listener["port"])
         if listener["topology"] == "shared":
-            # TF Serving answers a ModelSpec without version with its newest version.
-            add("grpc", name, versions[-1:], None, target=target, model_spec={"name": name})
+            # TF Serving answers a ModelSpec without version with its newest version: the plan
+            # refuses a model whose unversioned REST route differs, unless its routes accept it.
+            accepted = model.get("grpc_unversioned") == "newest"
+            add("grpc", name, versions[-1:], None, target=target, model_spec={"name": name},
+                declared_by="routes.grpc_unversioned: newest" if accepted else "routes.default")
             for v in versions:
                 add("grpc", name, [v], None, target=target, model_spec={"name": name, "version": v})
             for label, v in sorted(model["labels"].items()):
@@ -329,9 +335,11 @@ def grpc_route_results(answers):
                              " " + json.dumps(route["metadata"], sort_keys=True) if route["metadata"] else "")
         got = ("version %d" % version if answer.get("code") == "OK" and version is not None
                else "%s %s" % (answer.get("code") or "no answer", answer.get("details") or answer.get("msg") or ""))
+        declared = " or ".join(str(v) for v in expected)
+        if route.get("declared_by"):
+            declared += " by " + route["declared_by"]
         rows.append({"route": route, "answered": version, "ok": ok,
-                     "line": "%-60s -> %s (declared %s)%s" % (asked, got, " or ".join(str(v) for v in expected),
-                                                              "" if ok else "  ! WRONG")})
+                     "line": "%-60s -> %s (declared %s)%s" % (asked, got, declared, "" if ok else "  ! WRONG")})
     return rows
 
 

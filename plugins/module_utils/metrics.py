@@ -34,7 +34,14 @@ ERRORS = 'status=~"[45]..",status!~"401|403|429"'
 DURATION_TEXT = re.compile(r"\A([1-9][0-9]{0,5})(s|m|h)\Z")
 SECONDS = {"s": 1, "m": 60, "h": 3600}
 
-ANALYSIS_KEYS = ("window", "min_requests", "max_error_ratio", "max_p99_ms", "max_wait")
+# The version the gateway logs for a request it cannot attribute to one (a
+# gRPC call to a shared model, whose version is inside the protobuf; an
+# answer the gateway gave before any version was asked).
+UNKNOWN_VERSION = "unknown"
+ANALYSIS_KEYS = ("window", "min_requests", "max_error_ratio", "max_p99_ms", "max_unknown_ratio", "max_wait")
+# A gate judges a sample of the model's traffic: more than this share of it
+# unattributed and the sample is not the traffic.
+DEFAULT_MAX_UNKNOWN_RATIO = 0.05
 ANALYSIS_EXAMPLE = "{window: 60s, min_requests: 200, max_error_ratio: 0.01, max_p99_ms: 50}"
 
 
@@ -63,9 +70,11 @@ def analysis_problems(analysis, where):
     count = analysis.get("min_requests", 1)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         problems.append("%s.min_requests: %r is not a number of requests (1 or more)" % (where, count))
+    for key in ("max_error_ratio", "max_unknown_ratio"):
+        ratio = analysis.get(key)
+        if ratio is not None and not (_number(ratio) and 0 <= ratio <= 1):
+            problems.append("%s.%s: %r is not a ratio from 0 to 1 (0.01 is 1 %%)" % (where, key, ratio))
     ratio = analysis.get("max_error_ratio")
-    if ratio is not None and not (_number(ratio) and 0 <= ratio <= 1):
-        problems.append("%s.max_error_ratio: %r is not a ratio from 0 to 1 (0.01 is 1 %%)" % (where, ratio))
     p99 = analysis.get("max_p99_ms")
     if p99 is not None and not (_number(p99) and p99 > 0):
         problems.append("%s.max_p99_ms: %r is not a number of milliseconds above 0" % (where, p99))
@@ -84,6 +93,7 @@ def gate(analysis):
     return {"window": analysis["window"], "window_seconds": window,
             "min_requests": analysis.get("min_requests", 1),
             "max_error_ratio": analysis.get("max_error_ratio"), "max_p99_ms": analysis.get("max_p99_ms"),
+            "max_unknown_ratio": analysis.get("max_unknown_ratio", DEFAULT_MAX_UNKNOWN_RATIO),
             "max_wait_seconds": seconds(analysis.get("max_wait")) or 3 * window}
 
 
@@ -107,6 +117,13 @@ def version_queries(model, version, window):
     }
 
 
+def unknown_query(model, window):
+    """The share of the model's requests over `window` that the gateway could not attribute to a version."""
+    every = '{model="%s"}' % model
+    return "(sum(increase(%s%s[%s])) or vector(0)) / sum(increase(%s%s[%s]))" % (
+        REQUESTS, _selector(model, UNKNOWN_VERSION), window, REQUESTS, every, window)
+
+
 def scalar(answer):
     """The one number of a Prometheus instant-query answer; None when it has none (no traffic, NaN)."""
     if not isinstance(answer, dict) or answer.get("status") != "success":
@@ -119,23 +136,49 @@ def scalar(answer):
 
 
 def judge(figures, gate_):
-    """"pass", "wait" (too few requests yet) or "fail", and why, for one version's figures.
+    """"pass", "wait" (no evidence yet) or "fail", and why, for one version's figures.
 
-    `figures`: {model, version, requests, error_ratio, p99_ms, queries}.
+    `figures`: {model, version, requests, error_ratio, p99_ms, unknown_ratio, queries, errors}; `errors`
+    names the queries Prometheus did not answer. A gate passes only on evidence: a figure it judges that
+    Prometheus did not give (a refused query, no series), too few requests, or too much of the model's
+    traffic not attributed to a version is "wait", which fails the step once max_wait has passed.
     """
-    requests = figures.get("requests") or 0
     name = "%s version %s" % (figures["model"], figures["version"])
+    errors = figures.get("errors") or {}
+    if errors:
+        metric = sorted(errors)[0]
+        return "wait", "%s: Prometheus did not answer the %s query (%s): %s" % (
+            name, metric, figures["queries"][metric], errors[metric])
+    requests = figures.get("requests")
+    if requests is None:
+        return "wait", ("%s: Prometheus has no series for it in the last %s (query: %s); no request reached it "
+                        "through a gateway, or the gateways' mtail is not scraped"
+                        % (name, gate_["window"], figures["queries"]["requests"]))
     if requests < gate_["min_requests"]:
         return "wait", ("%s had %d requests in the last %s, fewer than min_requests %d"
                         % (name, requests, gate_["window"], gate_["min_requests"]))
+    # A breach fails on the evidence there is; passing needs all of it.
     checks = (("error_ratio", "max_error_ratio", "%.4f"), ("p99_ms", "max_p99_ms", "%.1f ms"))
+    missing = []
     for metric, limit, form in checks:
         value = figures.get(metric)
-        if gate_[limit] is None or value is None or value <= gate_[limit]:
+        if gate_[limit] is None:
             continue
-        return "fail", ("%s: %s over the last %s is %s, above %s %s (%d requests; query: %s)"
-                        % (name, metric, gate_["window"], form % value, limit, gate_[limit], requests,
-                           figures["queries"][metric]))
+        if value is None:
+            missing.append(metric)
+        elif value > gate_[limit]:
+            return "fail", ("%s: %s over the last %s is %s, above %s %s (%d requests; query: %s)"
+                            % (name, metric, gate_["window"], form % value, limit, gate_[limit], requests,
+                               figures["queries"][metric]))
+    if missing:
+        return "wait", ("%s: Prometheus has no series for its %s in the last %s (query: %s)"
+                        % (name, missing[0], gate_["window"], figures["queries"][missing[0]]))
+    unknown = figures.get("unknown_ratio") or 0.0
+    if unknown > gate_["max_unknown_ratio"]:
+        return "wait", ("%s: %.4f of %s's requests in the last %s went to no known version (version=\"%s\", such "
+                        "as gRPC calls to a shared model), above max_unknown_ratio %s; the requests judged are not "
+                        "the traffic (query: %s)" % (name, unknown, figures["model"], gate_["window"], UNKNOWN_VERSION,
+                                                     gate_["max_unknown_ratio"], figures["queries"]["unknown_ratio"]))
     return "pass", "%s holds: %d requests, error_ratio %s, p99_ms %s in the last %s" % (
         name, requests, _shown(figures.get("error_ratio"), "%.4f"), _shown(figures.get("p99_ms"), "%.1f"),
         gate_["window"])

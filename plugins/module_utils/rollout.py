@@ -207,6 +207,12 @@ def rollout_union(old, target):
     A model only in TARGET is served as TARGET declares it (the gateway does
     not route to it until the switch to the new routes); a model only in
     OLD stays as it was until its host drops the old.
+
+    A shared model that gains a version newer than OLD's routes name gives
+    it to unversioned gRPC calls as soon as its server loads it (TF Serving
+    answers those with its newest version), while REST still routes by OLD:
+    the union says so with routes.grpc_unversioned: newest, which the
+    declaration check asks of such a model.
     """
     old_by_name = dict((m["name"], m) for m in old)
     union = []
@@ -219,6 +225,8 @@ def rollout_union(old, target):
         merged["versions"] = sorted(set(model["versions"]) | set(before["versions"]))
         merged["labels"] = _plain(before.get("labels") or {})
         merged["routes"] = _plain(before.get("routes") or {})
+        if merged["versions"] != sorted(before["versions"]) and merged.get("topology", "shared") == "shared":
+            merged["routes"]["grpc_unversioned"] = "newest"
         union.append(merged)
     union += [_plain(m) for m in old if m["name"] in old_by_name]
     return union

@@ -18,9 +18,13 @@ description:
     C(tfserving_gateway_request_duration_seconds)) through Prometheus's HTTP API.
   - With O(analysis) it is a rollout gate. It first waits one window, so that the figures measure the traffic of
     the split that was just made live. A version holds when it had at least C(min_requests) requests, an error
-    ratio of at most C(max_error_ratio) and a p99 of at most C(max_p99_ms). With too few requests it asks again
-    until C(max_wait) has passed since the start, then fails without promoting. A version that breaks a
-    threshold fails the task at once, naming the metric, its value, the threshold and the query.
+    ratio of at most C(max_error_ratio) and a p99 of at most C(max_p99_ms), and when at most C(max_unknown_ratio)
+    of its model's requests were logged with C(version="unknown") (the gateway could not tell their version).
+    A version that breaks a threshold fails the task at once, naming the metric, its value, the threshold and the
+    query.
+  - It passes only on evidence. When there are too few requests, no series for a judged figure, a query that
+    Prometheus refuses or cannot answer, or too large an unknown share, it asks again until C(max_wait) has passed
+    since the start, then fails without promoting, saying which.
   - An error is a request the version answered with a 4xx or 5xx status, except 401, 403 and 429, which the
     gateway itself answers before any version is asked.
   - Standard library only; it runs where Prometheus is reachable, usually the controller (C(delegate_to)).
@@ -43,8 +47,8 @@ options:
   analysis:
     description:
       - A rollout step's gate, as C(rollout_steps[].analysis) takes it, already checked by the rollout playbook.
-      - C(window) (required), C(min_requests) (default 1), C(max_error_ratio), C(max_p99_ms), C(max_wait) (default
-        three windows).
+      - C(window) (required), C(min_requests) (default 1), C(max_error_ratio), C(max_p99_ms),
+        C(max_unknown_ratio) (default 0.05), C(max_wait) (default three windows).
     type: dict
   poll_seconds:
     description: How often the gate asks again while there are too few requests.
@@ -82,8 +86,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 metrics:
-  description: One entry per version, with the queries behind each figure. A figure is null when the window had
-    no request.
+  description:
+    - One entry per version, with the queries behind each figure. A figure is null when the window had no request.
+    - A gate's entries also have C(unknown_ratio), the share of the model's requests logged with
+      C(version="unknown"), and C(errors), each query that Prometheus did not answer with why.
   returned: always
   type: list
   elements: dict
@@ -112,6 +118,7 @@ waited:
 
 import json
 import time
+from urllib.error import HTTPError
 from urllib.parse import urlencode
 from urllib.request import ProxyHandler, build_opener
 
@@ -119,20 +126,74 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics
 
 
+class QueryError(Exception):
+    """Prometheus did not answer a query: refused it (its errorType and error), or could not be reached."""
+
+
 def ask(opener, url, query, timeout):
     """One instant query's number (None without traffic)."""
-    with opener.open("%s/api/v1/query?%s" % (url.rstrip("/"), urlencode({"query": query})), timeout=timeout) as r:
-        return metrics.scalar(json.loads(r.read().decode("utf-8")))
+    try:
+        with opener.open("%s/api/v1/query?%s" % (url.rstrip("/"), urlencode({"query": query})),
+                         timeout=timeout) as r:
+            answer = json.loads(r.read().decode("utf-8"))
+    except HTTPError as e:
+        # Prometheus says why in the body of its 4xx and 5xx answers.
+        try:
+            body = json.loads(e.read().decode("utf-8"))
+            raise QueryError("%s: %s" % (body["errorType"], body["error"]))
+        except (ValueError, KeyError, TypeError):
+            raise QueryError(str(e))
+    except (IOError, OSError, ValueError) as e:
+        raise QueryError("could not be asked: %s" % e)
+    try:
+        return metrics.scalar(answer)
+    except ValueError as e:
+        raise QueryError(str(e))
 
 
-def figures(opener, url, versions, window, timeout):
+def figures(ask_one, versions, window, judged=False):
+    """Each version's figures; with `judged`, also its model's unattributed share, and each query's error."""
     result = []
     for entry in versions:
         queries = metrics.version_queries(entry["model"], entry["version"], window)
+        if judged:
+            queries["unknown_ratio"] = metrics.unknown_query(entry["model"], window)
         row = {"model": entry["model"], "version": entry["version"], "queries": queries}
-        row.update((name, ask(opener, url, query, timeout)) for name, query in queries.items())
+        errors = {}
+        for name, query in queries.items():
+            try:
+                row[name] = ask_one(query)
+            except QueryError as e:
+                if not judged:
+                    raise
+                row[name], errors[name] = None, str(e)
+        if judged:
+            row["errors"] = errors
         result.append(row)
     return result
+
+
+def analyse(ask_one, versions, gate, poll_seconds, clock=time):
+    """The gate: one window, then judged figures until a verdict or max_wait.
+
+    Returns {verdict, msg, metrics, reasons, waited}; msg is set when the verdict is "fail".
+    """
+    started = clock.monotonic()
+    clock.sleep(gate["window_seconds"])
+    while True:
+        rows = figures(ask_one, versions, gate["window"], judged=True)
+        verdicts = [metrics.judge(row, gate) for row in rows]
+        result = {"metrics": rows, "reasons": [why for _, why in verdicts],
+                  "waited": int(clock.monotonic() - started)}
+        failed = [why for state, why in verdicts if state == "fail"]
+        if failed:
+            return dict(result, verdict="fail", msg="The canary does not hold: " + "; ".join(failed))
+        if all(state == "pass" for state, _ in verdicts):
+            return dict(result, verdict="pass")
+        if clock.monotonic() - started + poll_seconds > gate["max_wait_seconds"]:
+            return dict(result, verdict="fail", msg="No evidence to judge the canary by after %d s (max_wait): %s" % (
+                result["waited"], "; ".join(why for state, why in verdicts if state == "wait")))
+        clock.sleep(poll_seconds)
 
 
 def main():
@@ -150,6 +211,10 @@ def main():
     p = module.params
     # Prometheus is reached directly, like the servers: a proxy would not know these addresses.
     opener = build_opener(ProxyHandler({}))
+
+    def ask_one(query):
+        return ask(opener, p["url"], query, p["timeout"])
+
     problems = metrics.analysis_problems(p["analysis"], "analysis") if p["analysis"] is not None else []
     if p["analysis"] is None and metrics.seconds(p["window"]) is None:
         problems.append("window: %r is not a duration such as 60s or 5m" % p["window"])
@@ -157,31 +222,17 @@ def main():
         module.fail_json(msg="; ".join(problems))
     try:
         if p["analysis"] is None:
-            module.exit_json(changed=False, metrics=figures(opener, p["url"], p["versions"], p["window"], p["timeout"]))
+            module.exit_json(changed=False, metrics=figures(ask_one, p["versions"], p["window"]))
         gate = metrics.gate(p["analysis"])
         if module.check_mode:
-            rows = figures(opener, p["url"], p["versions"], gate["window"], p["timeout"])
+            rows = figures(ask_one, p["versions"], gate["window"])
             module.exit_json(changed=False, metrics=rows, verdict="not judged", reasons=[], waited=0)
-        started = time.monotonic()
-        time.sleep(gate["window_seconds"])
-        while True:
-            rows = figures(opener, p["url"], p["versions"], gate["window"], p["timeout"])
-            verdicts = [metrics.judge(row, gate) for row in rows]
-            reasons = [why for _, why in verdicts]
-            waited = int(time.monotonic() - started)
-            failed = [why for state, why in verdicts if state == "fail"]
-            if failed:
-                module.fail_json(msg="The canary does not hold: " + "; ".join(failed), metrics=rows, verdict="fail",
-                                 reasons=reasons, waited=waited)
-            if all(state == "pass" for state, _ in verdicts):
-                module.exit_json(changed=False, metrics=rows, verdict="pass", reasons=reasons, waited=waited)
-            if time.monotonic() - started + p["poll_seconds"] > gate["max_wait_seconds"]:
-                module.fail_json(msg="Too few requests to judge the canary after %d s (max_wait): %s" % (
-                    waited, "; ".join(why for state, why in verdicts if state == "wait")),
-                    metrics=rows, verdict="fail", reasons=reasons, waited=waited)
-            time.sleep(p["poll_seconds"])
-    except (IOError, OSError, ValueError) as e:
+    except QueryError as e:
         module.fail_json(msg="Prometheus at %s: %s" % (p["url"], e))
+    result = analyse(ask_one, p["versions"], gate, p["poll_seconds"], time)
+    if result["verdict"] == "fail":
+        module.fail_json(changed=False, **result)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

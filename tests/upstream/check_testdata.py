@@ -2,6 +2,7 @@
 """Load TF Serving's own test SavedModels in the serving double and ask what TF Serving's tests ask.
 
     .venv/bin/python tests/upstream/check_testdata.py TESTDATA
+    .venv/bin/python tests/upstream/check_testdata.py --fleet TESTDATA
 
 TESTDATA is tensorflow_serving/servables/tensorflow/testdata from a checkout
 of tensorflow/serving, fetched for the check and never committed (no network
@@ -10,6 +11,12 @@ served at once from one models.config, as a user would declare them; each
 line printed is one request and whether the double gave the answer that TF
 Serving's tests pin (tensorflow_model_server_test.py, predict_impl_test.cc,
 http_rest_api_handler_test.cc). Exits 1 if any differs.
+
+With --fleet the models go through the collection instead, as a user's
+would: declared with their zero-padded version directories, site.yml
+deploys them on the lab (`make demo` first), and the REST requests go
+through the lab gateway. The lab keeps serving them until site.yml runs
+again with the lab's own declaration.
 """
 
 import argparse
@@ -43,6 +50,8 @@ MODELS = {
     "counter": ("saved_model_counter", [123]),
 }
 FAILED = []
+# The lab gateway's REST port (inventories/lab/group_vars/all/gateway.yml).
+LAB_GATEWAY_PORT = 18080
 
 
 def check(what, got, want):
@@ -186,10 +195,25 @@ def rest_checks(port):
               {"predictions": [3.0]})
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("testdata", help="tensorflow_serving/servables/tensorflow/testdata of a checkout")
-    args = parser.parse_args()
+def fleet(testdata):
+    """site.yml with the testdata models as the lab's declaration; then TF Serving's REST checks at the gateway."""
+    declaration = {"tfserving_models": [
+        {"name": name, "source": os.path.abspath(os.path.join(testdata, directory)), "versions": versions}
+        for name, (directory, versions) in MODELS.items()]}
+    work = tempfile.mkdtemp(prefix="upstream-fleet-")
+    extra = os.path.join(work, "declaration.json")
+    with open(extra, "w") as f:
+        json.dump(declaration, f)
+    repo = os.path.join(HERE, "..", "..")
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "site.yml",
+                          "-i", "inventories/lab", "-e", "@" + extra], cwd=repo)
+    check("site.yml deploys the testdata models on the lab", run.returncode, 0)
+    if run.returncode == 0:
+        rest_checks(LAB_GATEWAY_PORT)
+
+
+def double(testdata):
+    """Every model in one double, from one models.config; REST and gRPC checks straight at it."""
     work = tempfile.mkdtemp(prefix="upstream-testdata-")
     config = os.path.join(work, "models.config")
     with open(config, "w") as f:
@@ -197,7 +221,7 @@ def main():
         for name, (directory, versions) in MODELS.items():
             f.write('  config { name: "%s" base_path: "%s" model_platform: "tensorflow"\n'
                     "    model_version_policy { specific { %s } } }\n"
-                    % (name, os.path.abspath(os.path.join(args.testdata, directory)),
+                    % (name, os.path.abspath(os.path.join(testdata, directory)),
                        " ".join("versions: %d" % v for v in versions)))
         f.write("}\n")
     grpc_port, rest_port = free_port(), free_port()
@@ -220,6 +244,14 @@ def main():
     finally:
         server.terminate()
         server.wait(10)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("testdata", help="tensorflow_serving/servables/tensorflow/testdata of a checkout")
+    parser.add_argument("--fleet", action="store_true", help="deploy them with site.yml on the lab and ask the gateway")
+    args = parser.parse_args()
+    (fleet if args.fleet else double)(args.testdata)
     print("%d checks failed" % len(FAILED) if FAILED else "every check answered as TF Serving's tests pin")
     return 1 if FAILED else 0
 

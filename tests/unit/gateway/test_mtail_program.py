@@ -29,7 +29,7 @@ def access_line(**values):
     """One line as nginx writes it: every variable of the format, escaped as escape=json does."""
     values = dict({"time_iso8601": "2025-01-01T00:00:00+00:00", "remote_addr": "127.0.0.1", "request_id": "0" * 32,
                    "request_method": "POST", "request_uri": "/v1/models/m:predict", "status": "200",
-                   "tfs_model": "", "tfs_version": "", "tfs_label": "", "upstream_addr": "127.0.0.1:18501",
+                   "tfs_model": "", "tfs_log_version": "unknown", "tfs_label": "", "upstream_addr": "127.0.0.1:18501",
                    "upstream_status": "200", "request_time": "0.001", "upstream_connect_time": "0.000",
                    "upstream_response_time": "0.001", "request_length": "120", "bytes_sent": "250"}, **values)
 
@@ -51,7 +51,8 @@ REQUESTS = [
     ("half_plus", "2", "canary", 503, "2.000"),
     ("half_plus", "2", "", 200, "0.007"),          # by version or alias: no label
     ("half_plus", "2", "", 404, "0.000"),          # under 1 ms: in the first bucket too
-    ("half_plus_iso", "", "", 429, "0.000"),       # refused before a version was chosen
+    ("half_plus_iso", "unknown", "", 429, "0.000"),  # refused before a version was chosen
+    ("half_plus", "unknown", "", 200, "0.002"),    # gRPC of a shared model: the version is in the protobuf
     ("half_plus_iso", "3", "", 200, "11.500"),     # beyond the last bucket
 ]
 
@@ -60,7 +61,7 @@ REQUESTS = [
 def metrics(tmp_path_factory):
     assert shutil.which("mtail"), "mtail (Debian package) is needed to test the gateway's mtail program"
     log = tmp_path_factory.mktemp("mtail") / "access.json"
-    lines = [access_line(tfs_model=m, tfs_version=v, tfs_label=l, status=s, request_time=t)
+    lines = [access_line(tfs_model=m, tfs_log_version=v, tfs_label=l, status=s, request_time=t)
              for m, v, l, s, t in REQUESTS]
     # Not counted: no model (health checks, undeclared paths), even when a
     # client's path imitates the fields that follow it.

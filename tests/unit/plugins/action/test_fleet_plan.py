@@ -20,7 +20,7 @@ GROUPS = ["all", "ungrouped", "tfserving", "gateway"]
 def declaration(source=os.path.join(FIXTURES, "half_plus")):
     return [
         {"name": "half_plus", "source": source, "versions": [1, 2], "labels": {"stable": 1, "canary": 2},
-         "routes": {"split": {"stable": 80, "canary": 20}}},
+         "routes": {"split": {"stable": 80, "canary": 20}, "grpc_unversioned": "newest"}},
         {"name": "half_plus_iso", "source": source, "versions": [1, 2, 3], "topology": "isolated",
          "labels": {"stable": 2}},
     ]

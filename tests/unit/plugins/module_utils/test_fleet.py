@@ -23,7 +23,7 @@ def plan(*models, groups=("tfserving",), port_base=18500, **defaults):
 def test_a_good_declaration_has_no_problems():
     assert fleet.validate_models([
         model(labels={"stable": 1, "canary": 2}, routes={"default": "stable", "split": {"stable": 90, "canary": 10},
-                                                       "aliases": {"half_plus_v1": 1}}),
+                                                       "aliases": {"half_plus_v1": 1}, "grpc_unversioned": "newest"}),
         model(name="iso", topology="isolated", versions=[1, 2, 3], overrides={3: {"image": "x:1", "rest_port": 9000}},
               resources={"memory": "2g", "cpus": 1.5}),
     ], GROUPS) == []
@@ -66,6 +66,40 @@ def test_a_good_declaration_has_no_problems():
 def test_each_problem_names_the_variable_the_value_and_what_is_valid(declaration, message):
     problems = fleet.validate_models(declaration, GROUPS)
     assert any(message in p for p in problems), problems
+
+
+GRPC_WAYS_OUT = ("Have gRPC clients name a version or label and set routes.grpc_unversioned: newest to accept this, "
+                 "or set topology: isolated, whose gateway routes unversioned gRPC calls as it routes REST ones")
+
+
+@pytest.mark.parametrize("declared, rest", [
+    ({"labels": {"stable": 1}}, "version 1 (routes.default: stable)"),
+    ({"labels": {"stable": 1}, "routes": {"default": 1}}, "version 1 (routes.default: 1)"),
+    ({"labels": {"stable": 1, "canary": 2}, "routes": {"split": {"stable": 90, "canary": 10}}},
+     "version 1 (stable: 90 %) and version 2 (canary: 10 %)"),
+])
+def test_a_shared_model_whose_unversioned_grpc_call_gets_another_version_than_rest_is_refused(declared, rest):
+    assert fleet.validate_models([model(**declared)], GROUPS) == [
+        "tfserving_models[0].routes: an unversioned gRPC call to half_plus (a ModelSpec with neither version nor "
+        "version_label) gets TF Serving's newest version, 2, while its unversioned REST route gets %s. %s"
+        % (rest, GRPC_WAYS_OUT)]
+
+
+@pytest.mark.parametrize("declared", [
+    {},  # no label: REST's unversioned route is the newest version too
+    {"labels": {"stable": 2}},
+    {"labels": {"stable": 2, "canary": 1}, "routes": {"split": {"stable": 100, "canary": 0}}},
+    {"labels": {"stable": 1}, "routes": {"grpc_unversioned": "newest"}},
+    {"labels": {"stable": 1}, "topology": "isolated"},
+])
+def test_unversioned_grpc_is_allowed_where_it_gets_what_rest_gets_or_where_the_declaration_says_so(declared):
+    assert fleet.validate_models([model(**declared)], GROUPS) == []
+
+
+def test_grpc_unversioned_takes_only_newest():
+    assert fleet.validate_models([model(routes={"grpc_unversioned": "stable"})], GROUPS) == [
+        "tfserving_models[0].routes.grpc_unversioned: 'stable' is not valid; the one value is newest (unversioned "
+        "gRPC calls of a shared model get its newest version, as TF Serving answers them)"]
 
 
 def test_every_problem_is_reported_at_once():

@@ -11,7 +11,8 @@ from ..action.test_fleet_plan import ROLE_DEFAULTS
 
 DECLARATION = [
     {"name": "half_plus", "source": "/src/half_plus", "versions": [1, 2], "labels": {"stable": 1, "canary": 2},
-     "routes": {"split": {"stable": 80, "canary": 20}, "aliases": {"half_plus_v1": 1, "half_plus_v2": 2}}},
+     "routes": {"split": {"stable": 80, "canary": 20}, "aliases": {"half_plus_v1": 1, "half_plus_v2": 2},
+                "grpc_unversioned": "newest"}},
     {"name": "half_plus_iso", "source": "/src/half_plus", "versions": [1, 2, 3], "topology": "isolated",
      "labels": {"stable": 2}, "routes": {"default": "stable"}},
 ]
@@ -171,7 +172,7 @@ def test_two_labels_on_one_version_add_their_weights():
 
 
 def test_a_zero_weight_label_gets_no_bucket():
-    declaration = [dict(DECLARATION[0], routes={"split": {"stable": 100, "canary": 0}})]
+    declaration = [dict(DECLARATION[0], routes={"split": {"stable": 100, "canary": 0}, "grpc_unversioned": "newest"})]
     assert make_plan(declaration)["models"][0]["split"] == [{"share": "*", "version": 1, "label": "stable"}]
 
 
@@ -342,3 +343,18 @@ def test_route_results_judge_the_version_that_answered():
     assert rows[0]["line"] == "/v1/models/m/labels/stable               -> version 1 (declared 1)"
     assert rows[1]["line"].endswith("-> version 3 (declared 1 or 2)  ! WRONG")
     assert rows[2]["line"].endswith("-> HTTP 502  (declared 2)  ! WRONG")
+
+
+def test_the_unversioned_grpc_route_of_a_shared_model_says_which_setting_declares_it():
+    accepted = make_plan(grpc_port_base=18010)
+    newest = [dict(DECLARATION[0], labels={"stable": 2}, routes={})]
+    table = dict(("accepted", r) for r in gateway.route_table(accepted, "http://gw", "gw")
+                 if r["protocol"] == "grpc" and r["model_spec"] == {"name": "half_plus"})
+    table.update(("newest", r) for r in gateway.route_table(make_plan(newest, grpc_port_base=18010), "http://gw", "gw")
+                 if r["protocol"] == "grpc" and r["model_spec"] == {"name": "half_plus"})
+    assert (table["accepted"]["version"], table["accepted"]["declared_by"]) == (2, "routes.grpc_unversioned: newest")
+    assert (table["newest"]["version"], table["newest"]["declared_by"]) == (2, "routes.default")
+    rows = gateway.grpc_route_results([{"item": table["accepted"], "code": "OK", "model_spec": {"version": 2}},
+                                       {"item": table["accepted"], "code": "OK", "model_spec": {"version": 1}}])
+    assert rows[0]["line"].endswith('-> version 2 (declared 2 by routes.grpc_unversioned: newest)')
+    assert rows[1]["line"].endswith('-> version 1 (declared 2 by routes.grpc_unversioned: newest)  ! WRONG')

@@ -31,7 +31,7 @@ def test_a_whole_gate_has_no_problem():
 @pytest.mark.parametrize("analysis, problem", [
     ("60s", "rollout_steps[0].analysis: '60s' must be a mapping such as " + metrics.ANALYSIS_EXAMPLE),
     (dict(GOOD, threshold=1), "rollout_steps[0].analysis.threshold: unknown key; valid keys are window, min_requests, "
-                              "max_error_ratio, max_p99_ms, max_wait"),
+                              "max_error_ratio, max_p99_ms, max_unknown_ratio, max_wait"),
     (dict(GOOD, window="60"), "rollout_steps[0].analysis.window: '60' is not a duration; use seconds, minutes or hours "
                               "such as 60s, 5m or 1h"),
     (dict(GOOD, max_wait=300), "rollout_steps[0].analysis.max_wait: 300 is not a duration; use seconds, minutes or "
@@ -49,6 +49,8 @@ def test_a_whole_gate_has_no_problem():
                                        "(0.01 is 1 %)"),
     (dict(GOOD, max_error_ratio=False), "rollout_steps[0].analysis.max_error_ratio: False is not a ratio from 0 to 1 "
                                         "(0.01 is 1 %)"),
+    (dict(GOOD, max_unknown_ratio=-0.1), "rollout_steps[0].analysis.max_unknown_ratio: -0.1 is not a ratio from 0 "
+                                         "to 1 (0.01 is 1 %)"),
     (dict(GOOD, max_p99_ms=0), "rollout_steps[0].analysis.max_p99_ms: 0 is not a number of milliseconds above 0"),
     (dict(GOOD, max_p99_ms="50ms"), "rollout_steps[0].analysis.max_p99_ms: '50ms' is not a number of milliseconds "
                                     "above 0"),
@@ -70,7 +72,7 @@ def test_every_problem_of_a_gate_at_once():
 def test_gate_defaults_wait_at_most_three_windows_for_one_request():
     assert metrics.gate({"window": "60s", "max_error_ratio": 0.01}) == {
         "window": "60s", "window_seconds": 60, "min_requests": 1, "max_error_ratio": 0.01, "max_p99_ms": None,
-        "max_wait_seconds": 180}
+        "max_unknown_ratio": 0.05, "max_wait_seconds": 180}
     gate = metrics.gate(dict(GOOD, window="2m", max_wait="10m"))
     assert (gate["window_seconds"], gate["min_requests"], gate["max_p99_ms"], gate["max_wait_seconds"]) == (
         120, 200, 50, 600)
@@ -78,7 +80,7 @@ def test_gate_defaults_wait_at_most_three_windows_for_one_request():
 
 # ---------------------------------------------------------------- verdicts
 
-QUERIES = metrics.version_queries("half_plus", 2, "60s")
+QUERIES = dict(metrics.version_queries("half_plus", 2, "60s"), unknown_ratio=metrics.unknown_query("half_plus", "60s"))
 
 
 def figures(**kw):
@@ -92,15 +94,36 @@ def test_a_version_within_its_thresholds_passes():
         "pass", "half_plus version 2 holds: 412 requests, error_ratio 0.0000, p99_ms 9.9 in the last 60s")
     # A threshold is a limit, not a bound to stay under.
     assert metrics.judge(figures(error_ratio=0.01, p99_ms=50.0), gate)[0] == "pass"
-    # Without a latency histogram in the window there is no p99 to hold against its limit.
-    assert metrics.judge(figures(p99_ms=None), gate) == (
+    # A latency that is not judged need not be there.
+    assert metrics.judge(figures(p99_ms=None), metrics.gate({"window": "60s", "max_error_ratio": 0.01})) == (
         "pass", "half_plus version 2 holds: 412 requests, error_ratio 0.0000, p99_ms - in the last 60s")
 
 
-@pytest.mark.parametrize("requests", [None, 0.0, 199.0])
+@pytest.mark.parametrize("requests", [0.0, 199.0])
 def test_too_few_requests_is_wait_not_a_verdict(requests):
     assert metrics.judge(figures(requests=requests, error_ratio=0.5), metrics.gate(GOOD)) == (
-        "wait", "half_plus version 2 had %d requests in the last 60s, fewer than min_requests 200" % (requests or 0))
+        "wait", "half_plus version 2 had %d requests in the last 60s, fewer than min_requests 200" % requests)
+
+
+def test_a_gate_passes_only_on_evidence():
+    gate = metrics.gate(GOOD)
+    assert metrics.judge(figures(requests=None), gate) == (
+        "wait", "half_plus version 2: Prometheus has no series for it in the last 60s (query: %s); no request "
+                "reached it through a gateway, or the gateways' mtail is not scraped" % QUERIES["requests"])
+    assert metrics.judge(figures(p99_ms=None), gate) == (
+        "wait", "half_plus version 2: Prometheus has no series for its p99_ms in the last 60s (query: %s)"
+                % QUERIES["p99_ms"])
+    assert metrics.judge(figures(errors={"p99_ms": "timeout: query timed out"}), gate) == (
+        "wait", "half_plus version 2: Prometheus did not answer the p99_ms query (%s): timeout: query timed out"
+                % QUERIES["p99_ms"])
+    # The default allows 5 % of the model's traffic unattributed; a step may allow more or less.
+    assert metrics.judge(figures(unknown_ratio=0.05), gate)[0] == "pass"
+    state, why = metrics.judge(figures(unknown_ratio=0.0501), gate)
+    assert state == "wait" and why.startswith('half_plus version 2: 0.0501 of half_plus\'s requests in the last 60s '
+                                              'went to no known version (version="unknown"')
+    assert metrics.judge(figures(unknown_ratio=0.5), metrics.gate(dict(GOOD, max_unknown_ratio=0.6)))[0] == "pass"
+    # A breach is evidence enough, whatever else is missing.
+    assert metrics.judge(figures(p99_ms=None, unknown_ratio=0.9, error_ratio=0.5), gate)[0] == "fail"
 
 
 def test_an_error_ratio_over_its_limit_fails_naming_metric_value_threshold_and_query():

@@ -42,8 +42,11 @@ def test_union_serves_every_version_of_both_with_the_old_labels_and_routes():
     half_plus = union[0]
     assert half_plus["versions"] == [1, 2, 3]
     assert half_plus["labels"] == {"stable": 1, "canary": 2}
-    assert half_plus["routes"] == {"split": {"stable": 80, "canary": 20}}
+    # Version 3 is newest as soon as it loads: unversioned gRPC calls get it, while REST routes as before.
+    assert half_plus["routes"] == {"split": {"stable": 80, "canary": 20}, "grpc_unversioned": "newest"}
     assert fleet.validate_models(union) == []
+    same = rollout.rollout_union(OLD, [dict(OLD[0], labels={"stable": 2, "canary": 1})])
+    assert same[0]["routes"] == OLD[0]["routes"]
 
 
 def test_union_leaves_its_inputs_alone():
@@ -189,7 +192,7 @@ def planned(declaration):
 
 @pytest.mark.parametrize("change, restarting", [
     # models.config changes only, or a container beside the others.
-    ({"versions": [1, 3], "labels": {"stable": 1, "canary": 3}}, []),
+    ({"versions": [1, 3], "labels": {"stable": 1, "canary": 3}, "routes": {"grpc_unversioned": "newest"}}, []),
     ({"versions": [3], "labels": {"stable": 3}}, []),
     # What the container is made of.
     ({"image": "tensorflow/serving:2.18.0"}, ["a", "b"]),

@@ -34,8 +34,9 @@ class Clock:
 class Prometheus:
     """GET /api/v1/query as Prometheus answers it; `figures(model, version, name, window)` gives each number.
 
-    A figure of None is an empty vector (no series), "NaN" is 0 / 0. A query that is not one of
-    version_queries' is answered 400 with Prometheus's error body.
+    A figure of None is an empty vector (no series), "NaN" is 0 / 0; a model's unknown_ratio is asked with
+    version None. A query that is not one of version_queries' or unknown_query's is answered 400 with
+    Prometheus's error body.
     """
 
     def __init__(self, figures):
@@ -70,6 +71,7 @@ class Prometheus:
             for window in ("60s", "5m", "2m"):
                 for name, query in metrics.version_queries(model, version, window).items():
                     known[query] = (model, version, name, window)
+                known[metrics.unknown_query(model, window)] = (model, None, "unknown_ratio", window)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -81,7 +83,7 @@ class Prometheus:
 
 
 def healthy(model, version, name, window):
-    return {"requests": 412, "rate": 6.87, "error_ratio": 0.002, "p99_ms": 9.9}[name]
+    return {"requests": 412, "rate": 6.87, "error_ratio": 0.002, "p99_ms": 9.9, "unknown_ratio": 0.0}[name]
 
 
 @pytest.fixture
@@ -143,12 +145,13 @@ def test_a_canary_within_its_thresholds_passes_after_one_window(capsys, promethe
         "half_plus version 2 holds: 412 requests, error_ratio 0.0020, p99_ms 9.9 in the last 60s"]
     # The figures of the split just made live: one whole window first.
     assert clock.sleeps == [60] and result["waited"] == 60
-    assert sorted(set(p.asked)) == sorted(metrics.version_queries("half_plus", 2, "60s").values())
+    assert sorted(set(p.asked)) == sorted(list(metrics.version_queries("half_plus", 2, "60s").values())
+                                          + [metrics.unknown_query("half_plus", "60s")])
 
 
 def test_a_canary_over_its_error_ratio_fails_naming_metric_value_and_threshold(capsys, prometheus, clock):
     def figures(model, version, name, window):
-        return dict(requests=500, rate=8.3, error_ratio=0.05, p99_ms=9.9)[name] if version == 2 else healthy(
+        return dict(requests=500, rate=8.3, error_ratio=0.05, p99_ms=9.9, unknown_ratio=0.5)[name] if version == 2 else healthy(
             model, version, name, window)
 
     p = prometheus(figures)
@@ -165,7 +168,7 @@ def test_a_canary_over_its_error_ratio_fails_naming_metric_value_and_threshold(c
 
 def test_a_canary_over_its_p99_fails(capsys, prometheus, clock):
     p = prometheus(lambda model, version, name, window: dict(requests=500, rate=8.3, error_ratio=0.0,
-                                                             p99_ms=120.5)[name])
+                                                             p99_ms=120.5, unknown_ratio=0.0)[name])
     result = run(capsys, {"url": p.url, "versions": [V2], "analysis": GATE})
     assert result["failed"] is True
     assert "p99_ms over the last 60s is 120.5 ms, above max_p99_ms 50" in result["msg"]
@@ -186,11 +189,11 @@ def test_too_few_requests_until_max_wait_fails_without_a_verdict_on_the_canary(c
     result = run(capsys, {"url": p.url, "versions": [V2], "analysis": GATE, "poll_seconds": 10})
     assert result["failed"] is True and result["verdict"] == "fail"
     # max_wait defaults to three windows, counted from the start.
-    assert result["msg"] == ("Too few requests to judge the canary after 180 s (max_wait): half_plus version 2 had 5 "
+    assert result["msg"] == ("No evidence to judge the canary by after 180 s (max_wait): half_plus version 2 had 5 "
                              "requests in the last 60s, fewer than min_requests 200")
     assert clock.sleeps == [60] + [10] * 12 and sum(clock.sleeps) <= 180
     longer = run(capsys, {"url": p.url, "versions": [V2], "analysis": dict(GATE, window="2m", max_wait="5m")})
-    assert longer["msg"].startswith("Too few requests to judge the canary after 300 s (max_wait)")
+    assert longer["msg"].startswith("No evidence to judge the canary by after 300 s (max_wait)")
 
 
 def test_check_mode_reads_once_and_judges_nothing(capsys, prometheus, clock):
@@ -221,8 +224,70 @@ def test_prometheus_errors_name_its_url(capsys, prometheus, clock):
     p = prometheus()
     # A version the fake does not know: Prometheus answers 400 with an error body.
     result = run(capsys, {"url": p.url, "versions": [{"model": "resnet", "version": 1}]})
-    assert result["failed"] is True and result["msg"].startswith("Prometheus at %s: HTTP Error 400" % p.url)
+    assert result["failed"] is True and result["msg"] == "Prometheus at %s: bad_data: unknown query" % p.url
     url = p.url
     p.stop()
     result = run(capsys, {"url": url, "versions": [V2], "timeout": 2})
-    assert result["failed"] is True and result["msg"].startswith("Prometheus at %s: " % url)
+    assert result["failed"] is True and result["msg"].startswith("Prometheus at %s: could not be asked: " % url)
+
+
+def test_a_breach_fails_at_once_even_when_much_of_the_traffic_is_unattributed(capsys, prometheus, clock):
+    # The error ratio figure above came with unknown_ratio 0.5: a failure is evidence enough.
+    def figures(model, version, name, window):
+        return dict(requests=500, rate=8.3, error_ratio=0.05, p99_ms=9.9, unknown_ratio=0.5)[name]
+
+    result = run(capsys, {"url": prometheus(figures).url, "versions": [V2], "analysis": GATE})
+    assert result["verdict"] == "fail" and "error_ratio over the last 60s is 0.0500" in result["msg"]
+    assert clock.sleeps == [60]
+
+
+def no_evidence(capsys, prometheus, clock, figures, analysis=GATE):
+    """The gate's failure message once max_wait (three windows) has passed without evidence."""
+    result = run(capsys, {"url": prometheus(figures).url, "versions": [V2], "analysis": analysis})
+    assert result["failed"] is True and result["verdict"] == "fail"
+    assert result["msg"].startswith("No evidence to judge the canary by after 180 s (max_wait): half_plus version 2")
+    assert sum(clock.sleeps) <= 180 and len(clock.sleeps) > 20
+    return result["msg"]
+
+
+def test_no_series_is_no_evidence(capsys, prometheus, clock):
+    msg = no_evidence(capsys, prometheus, clock, lambda model, version, name, window: None)
+    assert msg.endswith(": Prometheus has no series for it in the last 60s (query: %s); no request reached it "
+                        "through a gateway, or the gateways' mtail is not scraped"
+                        % metrics.version_queries("half_plus", 2, "60s")["requests"])
+
+
+def test_no_latency_series_is_no_evidence(capsys, prometheus, clock):
+    msg = no_evidence(capsys, prometheus, clock, lambda model, version, name, window: (
+        None if name == "p99_ms" else healthy(model, version, name, window)))
+    assert msg.endswith(": Prometheus has no series for its p99_ms in the last 60s (query: %s)"
+                        % metrics.version_queries("half_plus", 2, "60s")["p99_ms"])
+    # Without max_p99_ms the latency is not judged, and not needed.
+    errors_only = {"window": "60s", "min_requests": 200, "max_error_ratio": 0.01}
+    assert run(capsys, {"url": prometheus(lambda model, version, name, window: (
+        None if name == "p99_ms" else healthy(model, version, name, window))).url, "versions": [V2],
+        "analysis": errors_only})["verdict"] == "pass"
+
+
+def test_a_refused_query_is_no_evidence(capsys, prometheus, clock):
+    # A model the fake does not know: every query is refused with Prometheus's error body.
+    result = run(capsys, {"url": prometheus().url, "versions": [{"model": "resnet", "version": 1}], "analysis": GATE})
+    assert result["verdict"] == "fail"
+    assert result["msg"].startswith("No evidence to judge the canary by after 180 s (max_wait): resnet version 1: "
+                                    "Prometheus did not answer the error_ratio query (")
+    assert result["msg"].endswith("): bad_data: unknown query")
+    assert result["metrics"][0]["errors"]["requests"] == "bad_data: unknown query"
+
+
+def test_too_much_unattributed_traffic_is_no_evidence(capsys, prometheus, clock):
+    def figures(model, version, name, window):
+        return 0.25 if name == "unknown_ratio" else healthy(model, version, name, window)
+
+    msg = no_evidence(capsys, prometheus, clock, figures)
+    assert msg.endswith(': 0.2500 of half_plus\'s requests in the last 60s went to no known version '
+                        '(version="unknown", such as gRPC calls to a shared model), above max_unknown_ratio 0.05; the '
+                        'requests judged are not the traffic (query: %s)' % metrics.unknown_query("half_plus", "60s"))
+    # A share the step allows passes.
+    result = run(capsys, {"url": prometheus(figures).url, "versions": [V2],
+                          "analysis": dict(GATE, max_unknown_ratio=0.3)})
+    assert result["verdict"] == "pass"
