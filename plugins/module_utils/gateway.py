@@ -122,6 +122,12 @@ def gateway_plan(models, backends, options=None):
         # The unversioned path chooses a label (pinned, else the split's or the
         # default's), then that label's version.
         label_var = _var(index, "label")
+        if model["topology"] == "shared":
+            # GET /v1/models/M answers every version's status: any server of a shared model has them all,
+            # so the request goes as it is to the pool the unversioned path picks. (An isolated model's
+            # container has one version: the default route below answers that one's status.)
+            routes.append(_route("status", "%s$" % base, name, "$" + version_var, "tfs_%s_v$%s" % (name, version_var),
+                                 example="/v1/models/%s" % name, log_label="$" + label_var))
         routes.append(_route("default", "%s%s$" % (base, VERBS), name, "$" + version_var,
                              "tfs_%s_v$%s" % (name, version_var), "/v1/models/%s/versions/$%s$1" % (name, version_var),
                              example="/v1/models/%s" % name, log_label="$" + label_var))
@@ -241,11 +247,16 @@ def route_examples(plan):
     """
     weights = dict((m["name"], sorted(m["weights"])) for m in plan["models"])
     examples = []
-    for route in plan["routes"]:
+    for route in _routes_with_metadata(plan):
         expected = weights[route["model"]] if route["kind"] == "default" else [int(route["version"])]
         examples.append({"kind": route["kind"], "model": route["model"], "path": route["example"],
                          "versions": expected})
     return examples
+
+
+def _routes_with_metadata(plan):
+    """The routes a metadata request can be sent by (a model's status route answers only its status)."""
+    return [route for route in plan["routes"] if route["kind"] != "status"]
 
 
 def route_table(plan, rest_url, grpc_address):
@@ -272,7 +283,7 @@ def route_table(plan, rest_url, grpc_address):
             row["split"] = dict((str(v), w) for v, w in sorted(models[model]["weights"].items()))
         table.append(row)
 
-    for route, example in zip(plan["routes"], route_examples(plan)):
+    for route, example in zip(_routes_with_metadata(plan), route_examples(plan)):
         add("rest", route["model"], example["versions"], route.get("label"), url=rest_url + example["path"])
     for listener in plan["grpc"]:
         name = listener["model"]

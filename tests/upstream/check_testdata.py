@@ -49,6 +49,8 @@ MODELS = {
     "half_plus_three": ("saved_model_half_plus_three", [123]),
     "counter": ("saved_model_counter", [123]),
 }
+# The signature a model's versions all have, where it is not serving_default.
+SIGNATURES = {"counter": "get_counter"}
 FAILED = []
 # The lab gateway's REST port (inventories/lab/group_vars/all/gateway.yml).
 LAB_GATEWAY_PORT = 18080
@@ -198,7 +200,8 @@ def rest_checks(port):
 def fleet(testdata):
     """site.yml with the testdata models as the lab's declaration; then TF Serving's REST checks at the gateway."""
     declaration = {"tfserving_models": [
-        {"name": name, "source": os.path.abspath(os.path.join(testdata, directory)), "versions": versions}
+        dict({"name": name, "source": os.path.abspath(os.path.join(testdata, directory)), "versions": versions},
+             **({"signature": SIGNATURES[name]} if name in SIGNATURES else {}))
         for name, (directory, versions) in MODELS.items()]}
     work = tempfile.mkdtemp(prefix="upstream-fleet-")
     extra = os.path.join(work, "declaration.json")

@@ -117,6 +117,11 @@ def test_a_host_outside_the_models_group_is_in_no_pool():
      "$pinned"),
     ("/v1/models/half_plus_iso:predict", "tfs_half_plus_iso_v$pinned",
      "/v1/models/half_plus_iso/versions/$pinned:predict", "$pinned"),
+    # A shared model's status lists every version, as its server answers it (TF Serving's
+    # tensorflow_model_server_test asks it of saved_model_half_plus_two_2_versions); an
+    # isolated model's container has one, the unversioned route's.
+    ("/v1/models/half_plus", "tfs_half_plus_v$pinned", "/v1/models/half_plus", "$pinned"),
+    ("/v1/models/half_plus_iso", "tfs_half_plus_iso_v$pinned", "/v1/models/half_plus_iso/versions/$pinned", "$pinned"),
 ])
 def test_every_declared_route_reaches_exactly_its_versions_pool(path, upstream, sent, version):
     assert route(make_plan(), path) == (upstream, sent, version)
