@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Time the models role's sync: a first copy, then an unchanged second run.
+"""Time the models role's sync: a first copy, an unchanged second run, and one big version against plain rsync.
 
-    .venv/bin/python benchmarks/models_sync.py [--versions 4] [--mb-per-version 10]
+    .venv/bin/python benchmarks/models_sync.py [--versions 4] [--mb-per-version 10] [--big-mb 4096]
 
 Builds a model repository from the half_plus fixture with a few MB of assets
 per version, creates one lab host (lab/tasks/host.yml), runs the models role
 twice and prints, for each run, the wall time, the bytes rsync transferred
 and the number of changed tasks. The second run must transfer 0 bytes and
-change nothing; the script exits non-zero otherwise. Needs the lab image
-(make images).
+change nothing; the script exits non-zero otherwise. Then it adds one more
+version of BIG_MB and times the role's run that copies it against plain
+rsync of the same version directory to the same host, over the same
+transport (`docker exec`), and prints the role's throughput as a share of
+rsync's (issue 19 asks at least 70 %). Needs the lab image (make images).
 """
 
 import argparse
@@ -16,8 +19,10 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 
 from lab import REPO, lab_host, timed_playbook
 
@@ -25,15 +30,32 @@ HOST = "mlserve-bench-models"
 TRANSFERRED = re.compile(r"Total transferred file size: ([\d,.]+) bytes")
 
 
+def add_version(model, version, mb):
+    """Version `version` of the half_plus fixture, with `mb` MB of random bytes in assets/ (the server reads none)."""
+    target = os.path.join(model, str(version))
+    shutil.copytree(os.path.join(REPO, "tests", "fixtures", "models", "half_plus", "1"), target)
+    os.makedirs(os.path.join(target, "assets"))
+    with open(os.path.join(target, "assets", "vocabulary.bin"), "wb") as f:
+        for _ in range(mb):
+            f.write(os.urandom(1024 * 1024))
+    return target
+
+
 def build_repository(root, versions, mb):
     model = os.path.join(root, "bench")
     for version in range(1, versions + 1):
-        target = os.path.join(model, str(version))
-        shutil.copytree(os.path.join(REPO, "tests", "fixtures", "models", "half_plus", "1"), target)
-        os.makedirs(os.path.join(target, "assets"))
-        with open(os.path.join(target, "assets", "vocabulary.bin"), "wb") as f:
-            f.write(os.urandom(mb * 1024 * 1024))
+        add_version(model, version, mb)
     return model
+
+
+def plain_rsync(source):
+    """Seconds of `rsync -a` of `source` to a fresh directory on the host, as synchronize reaches it."""
+    subprocess.run(["docker", "exec", HOST, "rm", "-rf", "/root/plain-rsync"], check=True)
+    started = time.monotonic()
+    subprocess.run(["rsync", "-a", "--blocking-io", "--rsh", "docker exec -i", source + "/",
+                    "%s:/root/plain-rsync/" % HOST], check=True)
+    subprocess.run(["docker", "exec", HOST, "sync"], check=True)
+    return time.monotonic() - started
 
 
 def run_role(inventory, vars_file):
@@ -55,6 +77,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=4)
     parser.add_argument("--mb-per-version", type=int, default=10)
+    parser.add_argument("--big-mb", type=int, default=4096)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="mlserve-bench-")
     try:
@@ -63,7 +86,9 @@ def main():
         with open(inventory, "w") as f:
             f.write("all:\n  children:\n    tfserving:\n      hosts:\n        bench:\n"
                     "          ansible_connection: community.docker.docker\n"
-                    "          ansible_host: %s\n" % HOST)
+                    "          ansible_host: %s\n"
+                    # No gateway here, and no serving port to filter: only the models role runs.
+                    "          firewall_enabled: false\n" % HOST)
         vars_file = os.path.join(work, "vars.json")
         with open(vars_file, "w") as f:
             json.dump({"tfserving_models": [{"name": "bench", "source": model,
@@ -79,6 +104,20 @@ def main():
         print("unchanged/first time ratio: %.2f" % (second[0] / first[0]))
         if second[1] != 0 or second[2] != 0:
             sys.exit("the unchanged second sync copied %d bytes and changed %s tasks" % (second[1], second[2]))
+        big = args.versions + 1
+        source = add_version(model, big, args.big_mb)
+        with open(vars_file, "w") as f:
+            json.dump({"tfserving_models": [{"name": "bench", "source": model, "versions": list(range(1, big + 1))}]}, f)
+        # Both copies start from the page cache: read the bytes once first.
+        with open(os.path.join(source, "assets", "vocabulary.bin"), "rb") as f:
+            while f.read(1 << 24):
+                pass
+        role = run_role(inventory, vars_file)[0]
+        subprocess.run(["docker", "exec", HOST, "sync"], check=True)
+        plain = plain_rsync(source)
+        print("version %d, %d MB: the role's run that copies it %.1f s, plain rsync %.1f s" % (
+            big, args.big_mb, role, plain))
+        print("role throughput / rsync throughput: %.2f (issue 19: at least 0.70)" % (plain / role))
     finally:
         lab_host(HOST, "absent")
         shutil.rmtree(work, ignore_errors=True)
