@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: mlserve maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the monitoring role; logic lives in module_utils/monitoring.py."""
+"""Filters of the monitoring role; logic lives in module_utils/monitoring.py and metrics.py."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import monitoring
+from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics, monitoring
 
 
 class FilterModule(object):
@@ -17,4 +17,5 @@ class FilterModule(object):
             "monitoring_local_host_port": monitoring.local_host_port,
             "monitoring_port_problems": monitoring.port_problems,
             "monitoring_scrape_configs": monitoring.scrape_configs,
+            "monitoring_selector": metrics.selector,
         }

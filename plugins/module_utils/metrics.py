@@ -10,7 +10,7 @@ with :func:`scrape_plan`; the monitoring role templates them. The
 step's canary with :func:`judge` (``rollout_steps[].analysis``).
 
 The gateway's per-version figures come from its access log, turned into
-metrics by mtail on the gateway host (roles/gateway/templates/tfserving.mtail.j2):
+metrics by mtail on the gateway host (roles/gateway/files/tfserving.mtail):
 ``tfserving_gateway_requests_total{model, version, label, status}`` and the
 histogram ``tfserving_gateway_request_duration_seconds``. TF Serving's own
 request counter has no version label, so a shared container's versions can
@@ -39,10 +39,20 @@ SECONDS = {"s": 1, "m": 60, "h": 3600}
 # answer the gateway gave before any version was asked).
 UNKNOWN_VERSION = "unknown"
 ANALYSIS_KEYS = ("window", "min_requests", "max_error_ratio", "max_p99_ms", "max_unknown_ratio", "max_wait")
+# The selectors the queries here and the monitoring role's alert rules share
+# (its vars take them through the monitoring_selector filter).
+SELECTORS = {"errors": ERRORS, "attributed": 'version!="%s"' % UNKNOWN_VERSION}
 # A gate judges a sample of the model's traffic: more than this share of it
 # unattributed and the sample is not the traffic.
 DEFAULT_MAX_UNKNOWN_RATIO = 0.05
 ANALYSIS_EXAMPLE = "{window: 60s, min_requests: 200, max_error_ratio: 0.01, max_p99_ms: 50}"
+
+
+def selector(name):
+    """One of SELECTORS, as PromQL label matchers: errors (a version's own failures) or attributed (a known version)."""
+    if name not in SELECTORS:
+        raise ValueError("%r is not a selector; use one of %s" % (name, ", ".join(sorted(SELECTORS))))
+    return SELECTORS[name]
 
 
 def seconds(text):

@@ -6,7 +6,7 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import monitoring
+from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics, monitoring
 
 from ..conftest import REPO
 
@@ -23,13 +23,15 @@ def role_variables(**overrides):
         variables = yaml.safe_load(f)
     with open(os.path.join(ROLE, "vars", "main.yml")) as f:
         variables.update(yaml.safe_load(f))
-    assert {"_monitoring_listen", "_monitoring_blackbox_listen"} <= set(variables)
+    assert {"_monitoring_listen", "_monitoring_blackbox_listen", "_monitoring_errors",
+            "_monitoring_attributed"} <= set(variables)
     variables.update(ansible_managed="test")
     variables.update(overrides)
     variables.update(
         _monitoring_listen=monitoring.host_port(variables["monitoring_listen_address"], variables["monitoring_port"]),
         _monitoring_blackbox_listen=monitoring.host_port(variables["monitoring_blackbox_listen_address"],
-                                                         variables["monitoring_blackbox_port"]))
+                                                         variables["monitoring_blackbox_port"]),
+        _monitoring_errors=metrics.selector("errors"), _monitoring_attributed=metrics.selector("attributed"))
     return variables
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ansible_collections.mlserve.tfserving.plugins.filter.monitoring import FilterModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils import monitoring
+from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics, monitoring
 
 from .render import ROLE
 
@@ -73,7 +73,8 @@ def test_one_port_for_both_or_no_port_is_refused():
 def test_the_filters_are_the_module_utils_functions():
     assert FilterModule().filters() == {
         "monitoring_host_port": monitoring.host_port, "monitoring_local_host_port": monitoring.local_host_port,
-        "monitoring_port_problems": monitoring.port_problems, "monitoring_scrape_configs": monitoring.scrape_configs}
+        "monitoring_port_problems": monitoring.port_problems, "monitoring_scrape_configs": monitoring.scrape_configs,
+        "monitoring_selector": metrics.selector}
 
 
 def test_every_role_variable_has_its_default_in_the_argument_specs():

@@ -382,3 +382,11 @@ def test_promtool_fails_a_wrong_figure(tmp_path):
     path.write_text(yaml.safe_dump(tests, sort_keys=False))
     run = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "FAILED" in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_the_rules_and_the_gate_share_one_error_selector():
+    assert metrics.selector("errors") == metrics.ERRORS == 'status=~"[45]..",status!~"401|403|429"'
+    assert metrics.selector("attributed") == 'version!="unknown"'
+    assert metrics.ERRORS in metrics.version_queries("m", 1, "60s")["error_ratio"]
+    with pytest.raises(ValueError, match="'error' is not a selector; use one of attributed, errors"):
+        metrics.selector("error")
