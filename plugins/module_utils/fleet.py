@@ -299,9 +299,7 @@ def _grpc_unversioned_problems(where, name, routes, versions, labels):
     TF Serving gives a ModelSpec without version or label its newest
     version, and the gateway cannot change it (it is inside the protobuf).
     """
-    default = routes.get("default")
-    if default is None:
-        default = "stable" if "stable" in labels else max(versions)
+    default = _default_route(routes, labels, versions)
     split = sorted(((label, weight) for label, weight in (routes.get("split") or {}).items() if weight > 0),
                    key=lambda side: (labels[side[0]], side[0]))
     rest = sorted(set(labels[label] for label, _ in split)) if split else [labels.get(default, default)]
@@ -318,6 +316,13 @@ def _grpc_unversioned_problems(where, name, routes, versions, labels):
             "routes unversioned gRPC calls as it routes REST ones" % (where, name, newest, gets)]
 
 
+def _default_route(routes, labels, versions):
+    """What the unversioned path follows: routes.default, else the label stable, else the newest version."""
+    if routes.get("default") is not None:
+        return routes["default"]
+    return "stable" if "stable" in labels else max(versions)
+
+
 def normalize_models(models, defaults=None):
     """The declaration with every default filled in; assumes it validated.
 
@@ -332,8 +337,7 @@ def normalize_models(models, defaults=None):
         versions = sorted(model["versions"])
         labels = dict(model.get("labels") or {})
         routes = dict(model.get("routes") or {})
-        if routes.get("default") is None:
-            routes["default"] = "stable" if "stable" in labels else versions[-1]
+        routes["default"] = _default_route(routes, labels, versions)
         routes["split"] = dict(routes.get("split") or {})
         routes["aliases"] = dict(routes.get("aliases") or {})
         out.append({
