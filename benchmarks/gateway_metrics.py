@@ -98,6 +98,7 @@ def render_gateway(workdir, access_log):
             rendered = re.sub(r"(?m)^user .*;$", "", rendered)
         with open(os.path.join(workdir, dest), "w") as f:
             f.write(rendered)
+    shutil.copy(os.path.join(ROLE, "files", "tfserving_grpc.js"), os.path.join(workdir, "mlserve"))
     return os.path.join(workdir, "nginx.conf")
 
 

@@ -10,7 +10,10 @@ set -euo pipefail
 need=()
 while read -r cmd package _; do
   case "$cmd" in ''|'#'*) continue ;; esac
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$package")
+  case "$cmd" in
+    /*) [ -e "$cmd" ] || need+=("$package") ;;
+    *) command -v "$cmd" >/dev/null 2>&1 || need+=("$package") ;;
+  esac
 done <"$(dirname "$0")/commands.txt"
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -6,10 +6,13 @@ skip:
 - MLSERVE_ROUTES_JSON: `playbooks/routes.yml -e routes_json=FILE`'s output;
 - MLSERVE_MODEL_FIXTURES: JSON {served model name: fixture model name under
   tests/fixtures/models}, i.e. what each declared model's source is.
+The per-version counting test also needs MLSERVE_GATEWAY_METRICS, the URL
+of the gateway's mtail metrics (its requests counted from the access log).
 """
 
 import json
 import os
+import urllib.request
 
 import pytest
 
@@ -44,3 +47,16 @@ def expected():
             with open(os.path.join(EXPECTED, name)) as f:
                 answers[name[:-len(".json")]] = json.load(f)
     return answers
+
+
+@pytest.fixture(scope="session")
+def gateway_metrics():
+    """A function that reads the gateway's mtail metrics (Prometheus text)."""
+    url = os.environ.get("MLSERVE_GATEWAY_METRICS")
+    if not url:
+        raise pytest.UsageError("MLSERVE_GATEWAY_METRICS is not set: see tests/conformance/conftest.py")
+
+    def read():
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read().decode()
+    return read

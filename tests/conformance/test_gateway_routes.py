@@ -8,6 +8,10 @@ protobuf classes (no TensorFlow). Traffic stays on loopback and is bounded:
 one call per route and case.
 """
 
+import collections
+import re
+import time
+
 import grpc
 import pytest
 from clients import (TIMEOUT, close, flat_values, predict_cases, predict_request, rest_predict, route_id, routes_of,
@@ -132,3 +136,41 @@ def test_no_grpc_call_reloads_a_server_through_the_gateway(routes):
             if states != [(route["version"], "AVAILABLE")]:
                 failures.append("%s %s: %s" % (route["target"], route["model_spec"], states))
     assert not failures, "\n".join(failures)
+
+
+def requests_by_version(metrics_text):
+    """mtail's tfserving_gateway_requests_total, summed by (model, version) over labels and statuses."""
+    counts = collections.Counter()
+    for labels, value in re.findall(r'^tfserving_gateway_requests_total\{([^}]*)\} (\S+)$', metrics_text, re.M):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        counts[(fields["model"], fields["version"])] += int(float(value))
+    return counts
+
+
+def test_every_grpc_call_is_counted_under_the_version_that_answered(routes, fixture_of, expected, gateway_metrics):
+    """Shared models too: the gateway reads the version from the answer's ModelSpec. mtail's counter of each
+    (model, version) grows by exactly the calls that version answered, and "unknown" not at all."""
+    calls = 5
+    before = requests_by_version(gateway_metrics())
+    answered = collections.Counter()
+    for route in routes_of(routes, "grpc"):
+        case = predict_cases(expected, fixture_of[route["model"]], versions_of(route))[0]
+        with grpc.insecure_channel(route["target"]) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for _ in range(calls):
+                answer = stub.Predict(predict_request(route, case), metadata=sorted(route["metadata"].items()),
+                                      timeout=TIMEOUT)
+                answered[(route["model"], str(answer.model_spec.version.value))] += 1
+    # A label in the ModelSpec is a shared model's: the server, not the gateway, chose the version.
+    assert any("version_label" in route["model_spec"] for route in routes_of(routes, "grpc")), \
+        "no gRPC route of a shared model among the routes"
+    # mtail counts a line once nginx has written it: bounded wait until the counts settle.
+    deadline = time.monotonic() + 30
+    while True:
+        grown = requests_by_version(gateway_metrics())
+        grown.subtract(before)
+        grown = {key: n for key, n in grown.items() if n}
+        if grown == dict(answered) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert grown == dict(answered)

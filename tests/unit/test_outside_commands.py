@@ -116,5 +116,5 @@ def test_the_scan_finds_what_a_test_would_run(tmp_path):
 
 @pytest.mark.parametrize("command", sorted(listed_commands()))
 def test_every_listed_command_is_on_this_machine(command):
-
-    assert shutil.which(command), "%s is listed in lab/commands.txt but missing: run lab/engine.sh" % command
+    found = os.path.exists(command) if command.startswith("/") else shutil.which(command)
+    assert found, "%s is listed in lab/commands.txt but missing: run lab/engine.sh" % command

@@ -6,6 +6,7 @@ with TF Serving's own ModelServerConfig.
 """
 
 import os
+import shutil
 import subprocess
 
 import yaml
@@ -113,6 +114,7 @@ def render_gateway(built, host, tmp_path, gateway_vars):
                        ("clients.conf.j2", "mlserve/clients.conf")):
         with open(os.path.join(GATEWAY_ROLE, "templates", name)) as f:
             (tmp_path / dest).write_text(templar.template(trust_as_template(f.read())))
+    shutil.copy(os.path.join(GATEWAY_ROLE, "files", "tfserving_grpc.js"), tmp_path / "mlserve")
     return tmp_path / "nginx.conf"
 
 
