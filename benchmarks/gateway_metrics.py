@@ -99,6 +99,8 @@ def render_gateway(workdir, access_log):
         with open(os.path.join(workdir, dest), "w") as f:
             f.write(rendered)
     shutil.copy(os.path.join(ROLE, "files", "tfserving_grpc.js"), os.path.join(workdir, "mlserve"))
+    # nginx is started with -p workdir: the modules' relative load_module paths resolve there.
+    os.symlink("/usr/lib/nginx/modules", os.path.join(workdir, "modules"))
     return os.path.join(workdir, "nginx.conf")
 
 

@@ -5,7 +5,9 @@ tally: send COUNT requests to one URL and count the answers by status, by
   the version header and by the predictions (which prove the version).
 load: send requests round-robin over several URLs from a few threads until
   a stop file appears or a time limit passes, and count failures, in all
-  and per path; started in the background around a rolling upgrade.
+  and per path; started in the background around a rolling upgrade. A URL
+  grpc://HOST:PORT/MODEL[?version=N|?label=L] is a Predict of the stock
+  gRPC client, counted under /MODEL[?...].
 
 Both print one JSON object. Only 127.0.0.0/8 addresses are accepted.
 """
@@ -65,6 +67,44 @@ class Client:
                 self.conn = None
                 raise
 
+    def send(self, path):
+        """One POST of the load: None, or what went wrong."""
+        try:
+            status, _, body = self.request(path, {})
+        except OSError as e:
+            return "%s %s" % (path, type(e).__name__)
+        return None if status == 200 else "%s %d %s" % (path, status, body[:120].decode("utf-8", "replace"))
+
+
+class GrpcClient:
+    """The stock client's Predict of [1.0] on one gRPC target, whose ModelSpec the URL's query names."""
+
+    def __init__(self, parts, timeout):
+        import grpc
+        from tensorflow.core.framework import tensor_pb2, types_pb2
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        self.error, self.timeout, self.reconnects = grpc.RpcError, timeout, 0
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel("%s:%d" % (parts.hostname, parts.port)))
+        self.request = predict_pb2.PredictRequest()
+        self.request.model_spec.name = parts.path.strip("/")
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        if "version" in query:
+            self.request.model_spec.version.value = int(query["version"])
+        if "label" in query:
+            self.request.model_spec.version_label = query["label"]
+        x = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0])
+        x.tensor_shape.dim.add(size=1)
+        self.request.inputs["x"].CopyFrom(x)
+
+    def send(self, key):
+        try:
+            self.stub.Predict(self.request, timeout=self.timeout)
+        except self.error as e:
+            return "%s %s %s" % (key, e.code().name, (e.details() or "")[:120])
+        return None
+
 
 def answer(status, headers, body, version_header):
     predictions = None
@@ -99,14 +139,16 @@ def tally(args):
 
 def load(args):
     targets = [loopback(url) for url in args.url]
+    keys = [t.path + ("?" + t.query if t.query else "") for t in targets]
     stop_at = time.monotonic() + args.max_seconds
     lock = threading.Lock()
-    totals = {"sent": 0, "failed": 0, "errors": {}, "paths": dict((t.path, {"sent": 0, "failed": 0}) for t in targets)}
+    totals = {"sent": 0, "failed": 0, "errors": {}, "paths": dict((k, {"sent": 0, "failed": 0}) for k in keys)}
 
     all_clients = []
 
     def worker(offset):
-        clients = [Client(t.hostname, t.port, args.timeout) for t in targets]
+        clients = [GrpcClient(t, args.timeout) if t.scheme == "grpc" else Client(t.hostname, t.port, args.timeout)
+                   for t in targets]
         with lock:
             all_clients.extend(clients)
         i = offset
@@ -115,17 +157,13 @@ def load(args):
                 break
             n = i % len(targets)
             i += 1
-            try:
-                status, _, body = clients[n].request(targets[n].path, {})
-                error = None if status == 200 else "%s %d %s" % (targets[n].path, status, body[:120].decode("utf-8", "replace"))
-            except OSError as e:
-                error = "%s %s" % (targets[n].path, type(e).__name__)
+            error = clients[n].send(keys[n])
             with lock:
                 totals["sent"] += 1
-                totals["paths"][targets[n].path]["sent"] += 1
+                totals["paths"][keys[n]]["sent"] += 1
                 if error:
                     totals["failed"] += 1
-                    totals["paths"][targets[n].path]["failed"] += 1
+                    totals["paths"][keys[n]]["failed"] += 1
                     totals["errors"][error] = totals["errors"].get(error, 0) + 1
             time.sleep(args.pause)
 

@@ -160,17 +160,11 @@ def judge(figures, gate_):
         return "wait", "%s: Prometheus did not answer the %s query (%s): %s" % (
             name, metric, figures["queries"][metric], errors[metric])
     requests = figures.get("requests")
-    if requests is None:
-        return "wait", ("%s: Prometheus has no series for it in the last %s (query: %s); no request reached it "
-                        "through a gateway, or the gateways' mtail is not scraped"
-                        % (name, gate_["window"], figures["queries"]["requests"]))
-    if requests < gate_["min_requests"]:
-        return "wait", ("%s had %d requests in the last %s, fewer than min_requests %d"
-                        % (name, requests, gate_["window"], gate_["min_requests"]))
+    enough = requests is not None and requests >= gate_["min_requests"]
     # A breach fails on the evidence there is; passing needs all of it.
     checks = (("error_ratio", "max_error_ratio", "%.4f"), ("p99_ms", "max_p99_ms", "%.1f ms"))
     missing = []
-    for metric, limit, form in checks:
+    for metric, limit, form in checks if enough else ():
         value = figures.get(metric)
         if gate_[limit] is None:
             continue
@@ -180,15 +174,25 @@ def judge(figures, gate_):
             return "fail", ("%s: %s over the last %s is %s, above %s %s (%d requests; query: %s)"
                             % (name, metric, gate_["window"], form % value, limit, gate_[limit], requests,
                                figures["queries"][metric]))
-    if missing:
-        return "wait", ("%s: Prometheus has no series for its %s in the last %s (query: %s)"
-                        % (name, missing[0], gate_["window"], figures["queries"][missing[0]]))
+    # Before the version's own count: when the model's traffic is not attributed, a version without
+    # requests may be one whose every answer was an error without a version.
     unknown = figures.get("unknown_ratio") or 0.0
     if unknown > gate_["max_unknown_ratio"]:
         return "wait", ("%s: %.4f of %s's requests in the last %s went to no known version (version=\"%s\", such "
-                        "as gRPC calls to a shared model), above max_unknown_ratio %s; the requests judged are not "
-                        "the traffic (query: %s)" % (name, unknown, figures["model"], gate_["window"], UNKNOWN_VERSION,
-                                                     gate_["max_unknown_ratio"], figures["queries"]["unknown_ratio"]))
+                        "as a shared model's gRPC error answers), above max_unknown_ratio %s; the requests judged "
+                        "are not the traffic (query: %s)" % (name, unknown, figures["model"], gate_["window"],
+                                                             UNKNOWN_VERSION, gate_["max_unknown_ratio"],
+                                                             figures["queries"]["unknown_ratio"]))
+    if requests is None:
+        return "wait", ("%s: Prometheus has no series for it in the last %s (query: %s); no request reached it "
+                        "through a gateway, or the gateways' mtail is not scraped"
+                        % (name, gate_["window"], figures["queries"]["requests"]))
+    if not enough:
+        return "wait", ("%s had %d requests in the last %s, fewer than min_requests %d"
+                        % (name, requests, gate_["window"], gate_["min_requests"]))
+    if missing:
+        return "wait", ("%s: Prometheus has no series for its %s in the last %s (query: %s)"
+                        % (name, missing[0], gate_["window"], figures["queries"][missing[0]]))
     return "pass", "%s holds: %d requests, error_ratio %s, p99_ms %s in the last %s" % (
         name, requests, _shown(figures.get("error_ratio"), "%.4f"), _shown(figures.get("p99_ms"), "%.1f"),
         gate_["window"])

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from clients import (TIMEOUT, close, flat_values, predict_cases, predict_request, rest_predict, route_id, routes_of,
                      tensor_proto, versions_of)
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 
 def test_the_gateway_lists_rest_and_grpc_routes_for_every_model(routes, fixture_of):
@@ -147,19 +147,34 @@ def requests_by_version(metrics_text):
     return counts
 
 
+def settled(read, timeout=30):
+    """The counts once mtail has read what the earlier tests sent: unchanged for a second (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    last = requests_by_version(read())
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = requests_by_version(read())
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the gateway's counts did not settle within %d s" % timeout)
+
+
 def test_every_grpc_call_is_counted_under_the_version_that_answered(routes, fixture_of, expected, gateway_metrics):
     """Shared models too: the gateway reads the version from the answer's ModelSpec. mtail's counter of each
     (model, version) grows by exactly the calls that version answered, and "unknown" not at all."""
-    calls = 5
-    before = requests_by_version(gateway_metrics())
+    calls = 20  # of Predict and of GetModelMetadata, per route
+    before = settled(gateway_metrics)
     answered = collections.Counter()
     for route in routes_of(routes, "grpc"):
-        case = predict_cases(expected, fixture_of[route["model"]], versions_of(route))[0]
+        predict = predict_request(route, predict_cases(expected, fixture_of[route["model"]], versions_of(route))[0])
+        metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        metadata.model_spec.CopyFrom(predict.model_spec)
+        metadata.model_spec.ClearField("signature_name")
         with grpc.insecure_channel(route["target"]) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            for _ in range(calls):
-                answer = stub.Predict(predict_request(route, case), metadata=sorted(route["metadata"].items()),
-                                      timeout=TIMEOUT)
+            for call, request in [(stub.Predict, predict)] * calls + [(stub.GetModelMetadata, metadata)] * calls:
+                answer = call(request, metadata=sorted(route["metadata"].items()), timeout=TIMEOUT)
                 answered[(route["model"], str(answer.model_spec.version.value))] += 1
     # A label in the ModelSpec is a shared model's: the server, not the gateway, chose the version.
     assert any("version_label" in route["model_spec"] for route in routes_of(routes, "grpc")), \

@@ -28,7 +28,7 @@ FORMAT = log_format()
 def access_line(**values):
     """One line as nginx writes it: every variable of the format, escaped as escape=json does."""
     values = dict({"time_iso8601": "2025-01-01T00:00:00+00:00", "remote_addr": "127.0.0.1", "request_id": "0" * 32,
-                   "request_method": "POST", "request_uri": "/v1/models/m:predict", "status": "200",
+                   "request_method": "POST", "request_uri": "/v1/models/m:predict", "tfs_status": "200",
                    "tfs_model": "", "tfs_log_version": "unknown", "tfs_label": "", "upstream_addr": "127.0.0.1:18501",
                    "upstream_status": "200", "request_time": "0.001", "upstream_connect_time": "0.000",
                    "upstream_response_time": "0.001", "request_length": "120", "bytes_sent": "250"}, **values)
@@ -61,12 +61,12 @@ REQUESTS = [
 def metrics(tmp_path_factory):
     assert shutil.which("mtail"), "mtail (Debian package) is needed to test the gateway's mtail program"
     log = tmp_path_factory.mktemp("mtail") / "access.json"
-    lines = [access_line(tfs_model=m, tfs_log_version=v, tfs_label=l, status=s, request_time=t)
+    lines = [access_line(tfs_model=m, tfs_log_version=v, tfs_label=l, tfs_status=s, request_time=t)
              for m, v, l, s, t in REQUESTS]
     # Not counted: no model (health checks, undeclared paths), even when a
     # client's path imitates the fields that follow it.
-    lines.append(access_line(request_uri="/healthz", request_method="GET", status=400))
-    lines.append(access_line(request_uri='/x","status":200,"model":"evil","version":"1","label":"",', status=400))
+    lines.append(access_line(request_uri="/healthz", request_method="GET", tfs_status=400))
+    lines.append(access_line(request_uri='/x","status":200,"model":"evil","version":"1","label":"",', tfs_status=400))
     log.write_text("\n".join(lines) + "\n")
     run = subprocess.run(["mtail", "--one_shot", "--one_shot_format", "prometheus", "--emit_prog_label=false",
                           "--logtostderr", "--address", "127.0.0.1", "--port", "0", "--progs", PROGRAM,

@@ -124,6 +124,11 @@ def test_a_gate_passes_only_on_evidence():
     assert metrics.judge(figures(unknown_ratio=0.5), metrics.gate(dict(GOOD, max_unknown_ratio=0.6)))[0] == "pass"
     # A breach is evidence enough, whatever else is missing.
     assert metrics.judge(figures(p99_ms=None, unknown_ratio=0.9, error_ratio=0.5), gate)[0] == "fail"
+    # A canary that answered only errors without a version (a shared model's gRPC calls) has no requests of
+    # its own: the wait names the unattributed share, not a missing scrape.
+    for requests in (None, 0.0):
+        state, why = metrics.judge(figures(requests=requests, error_ratio=None, unknown_ratio=0.5), gate)
+        assert state == "wait" and "0.5000 of half_plus's requests in the last 60s went to no known version" in why
 
 
 def test_an_error_ratio_over_its_limit_fails_naming_metric_value_threshold_and_query():

@@ -285,7 +285,7 @@ def test_too_much_unattributed_traffic_is_no_evidence(capsys, prometheus, clock)
 
     msg = no_evidence(capsys, prometheus, clock, figures)
     assert msg.endswith(': 0.2500 of half_plus\'s requests in the last 60s went to no known version '
-                        '(version="unknown", such as gRPC calls to a shared model), above max_unknown_ratio 0.05; the '
+                        '(version="unknown", such as a shared model\'s gRPC error answers), above max_unknown_ratio 0.05; the '
                         'requests judged are not the traffic (query: %s)' % metrics.unknown_query("half_plus", "60s"))
     # A share the step allows passes.
     result = run(capsys, {"url": prometheus(figures).url, "versions": [V2],

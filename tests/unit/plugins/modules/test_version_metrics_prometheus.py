@@ -28,6 +28,8 @@ TRAFFIC = {
     "quiet": ({("2", "200"): 1}, True),
     "silent": ({("1", "200"): 10}, True),
     "grpc": ({("2", "200"): 10, ("unknown", "200"): 10}, True),
+    # A canary of a shared model that fails every gRPC call: its errors carry no version.
+    "grpcfailing": ({("1", "200"): 10, ("unknown", "500"): 10}, True),
     "nolatency": ({("2", "200"): 10}, False),
 }
 
@@ -146,7 +148,9 @@ def test_a_canary_with_evidence_passes_and_a_failing_one_fails_at_once(verdicts)
     ("silent", "silent version 2: Prometheus has no series for it in the last 5s (query: "),
     ("nolatency", "nolatency version 2: Prometheus has no series for its p99_ms in the last 5s (query: "),
     ("grpc", "grpc version 2: 0.5000 of grpc's requests in the last 5s went to no known version "
-             '(version="unknown", such as gRPC calls to a shared model), above max_unknown_ratio 0.05'),
+             '(version="unknown", such as a shared model\'s gRPC error answers), above max_unknown_ratio 0.05'),
+    ("grpcfailing", "grpcfailing version 2: 0.5000 of grpcfailing's requests in the last 5s went to no known "
+                    'version (version="unknown", such as a shared model\'s gRPC error answers)'),
     ("refused", "healthy version 2: Prometheus did not answer the error_ratio query ("),
     ("unreachable", "healthy version 2: Prometheus did not answer the error_ratio query ("),
 ])
