@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import json
 
 # TF Serving's REST suffixes; nothing (the status of a version) is matched too.
@@ -64,10 +65,10 @@ def gateway_plan(models, backends, options=None):
     whose servers are marked down), `grpc_port_base` (None: no gRPC
     listeners), `pin_header` and `pin_cookie` (how a client pins itself to
     a label), `pin_version_header` (how a gRPC client of an isolated model
-    names a version).
+    names a version), `grpc_tls` (the gRPC listeners serve TLS).
     Returns a dict with `pools`, `grpc_pools`, `grpc` (the listeners),
-    `models` (per-model split data), `routes` (nginx locations in match
-    order), `pin` and `problems`.
+    `grpc_tls`, `models` (per-model split data), `routes` (nginx locations in
+    match order), `pin` and `problems`.
     """
     options = options or {}
     drained = set(options.get("drained") or [])
@@ -174,6 +175,7 @@ def gateway_plan(models, backends, options=None):
         "pools": pools,
         "grpc_pools": grpc_pools,
         "grpc": grpc_listeners,
+        "grpc_tls": bool(options.get("grpc_tls")),
         "models": plan_models,
         "routes": routes,
         "grpc_methods": {"allowed": grpc_method_pattern(), "refused": list(GRPC_REFUSED)},
@@ -266,8 +268,9 @@ def route_table(plan, rest_url, grpc_address):
     or address gRPC clients dial. Each route: `protocol` (rest, grpc),
     `model`, `version` (the version it resolves to now; null where a split
     picks, with `split` giving each version's share), `label` (or null),
-    `url` (REST), `target` (gRPC host:port), `model_spec` (what a gRPC
-    client puts in its ModelSpec) and `metadata` (gRPC metadata it sends).
+    `url` (REST), `target` (gRPC host:port), `tls` (whether the gRPC target
+    serves TLS), `model_spec` (what a gRPC client puts in its ModelSpec) and
+    `metadata` (gRPC metadata it sends).
     A shared model's unversioned gRPC route also has `declared_by`: the
     routes key that names the version it gets.
     """
@@ -290,26 +293,27 @@ def route_table(plan, rest_url, grpc_address):
         model = models[name]
         versions = sorted(p["version"] for p in plan["pools"] if p["model"] == name)
         target = "%s:%d" % (grpc_address, listener["port"])
+        add_grpc = functools.partial(add, "grpc", tls=plan.get("grpc_tls", False), target=target)
         if listener["topology"] == "shared":
             # TF Serving answers a ModelSpec without version with its newest version: the plan
             # refuses a model whose unversioned REST route differs, unless its routes accept it.
             accepted = model.get("grpc_unversioned") == "newest"
-            add("grpc", name, versions[-1:], None, target=target, model_spec={"name": name},
-                declared_by="routes.grpc_unversioned: newest" if accepted else "routes.default")
+            add_grpc(name, versions[-1:], None, model_spec={"name": name},
+                     declared_by="routes.grpc_unversioned: newest" if accepted else "routes.default")
             for v in versions:
-                add("grpc", name, [v], None, target=target, model_spec={"name": name, "version": v})
+                add_grpc(name, [v], None, model_spec={"name": name, "version": v})
             for label, v in sorted(model["labels"].items()):
-                add("grpc", name, [v], label, target=target, model_spec={"name": name, "version_label": label})
+                add_grpc(name, [v], label, model_spec={"name": name, "version_label": label})
             continue
         # An isolated model's containers know no labels: the metadata chooses.
         pin = plan["pin"]
-        add("grpc", name, sorted(model["weights"]), None, target=target, model_spec={"name": name})
+        add_grpc(name, sorted(model["weights"]), None, model_spec={"name": name})
         for v in versions:
-            add("grpc", name, [v], None, target=target, model_spec={"name": name, "version": v},
-                metadata={pin["version_header"].lower(): str(v)})
+            add_grpc(name, [v], None, model_spec={"name": name, "version": v},
+                     metadata={pin["version_header"].lower(): str(v)})
         for label, v in sorted(model["labels"].items()):
-            add("grpc", name, [v], label, target=target, model_spec={"name": name},
-                metadata={pin["header"].lower(): label})
+            add_grpc(name, [v], label, model_spec={"name": name},
+                     metadata={pin["header"].lower(): label})
     return table
 
 

@@ -425,7 +425,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         routing = gateway.gateway_plan(models, backends, {
             "drained": options.get("drained") or [], "grpc_port_base": settings.get("grpc_port_base"),
             "pin_header": settings.get("pin_header"), "pin_cookie": settings.get("pin_cookie"),
-            "pin_version_header": settings.get("pin_version_header")})
+            "pin_version_header": settings.get("pin_version_header"),
+            "grpc_tls": bool(settings.get("tls_certificate")) and not settings.get("grpc_plaintext")})
         problems += [p for p in routing.pop("problems") if p not in problems]
         # A host in both groups: its gateway must not listen on its serving ports.
         own = plan["hosts"].get(host["name"])

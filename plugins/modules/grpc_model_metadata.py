@@ -49,6 +49,15 @@ options:
     description: Seconds the call may take.
     type: int
     default: 10
+  tls:
+    description: Call over TLS (a gateway with C(gateway_tls_certificate)), verifying the target's certificate.
+    type: bool
+    default: false
+  ca_file:
+    description:
+      - PEM file of the CA that signed the target's certificate, where it runs; the system's CAs when not given.
+      - Only with O(tls).
+    type: path
 requirements:
   - grpcio
 attributes:
@@ -161,6 +170,8 @@ def main():
             }, "mutually_exclusive": [["version", "version_label"]]},
             "metadata": {"type": "dict", "default": {}},
             "timeout": {"type": "int", "default": 10},
+            "tls": {"type": "bool", "default": False},
+            "ca_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -168,7 +179,20 @@ def main():
         module.fail_json(msg=missing_required_lib("grpcio"), exception=GRPC_IMPORT_ERROR)
     params = module.params
     metadata = [(str(k).lower(), str(v)) for k, v in sorted(params["metadata"].items())]
-    with grpc.insecure_channel(params["target"]) as channel:
+    if params["ca_file"] and not params["tls"]:
+        module.fail_json(msg="ca_file: %s is only used with tls: true" % params["ca_file"])
+    if params["tls"]:
+        roots = None
+        if params["ca_file"]:
+            try:
+                with open(params["ca_file"], "rb") as f:
+                    roots = f.read()
+            except (IOError, OSError) as e:
+                module.fail_json(msg="ca_file: %s" % e)
+        channel = grpc.secure_channel(params["target"], grpc.ssl_channel_credentials(root_certificates=roots))
+    else:
+        channel = grpc.insecure_channel(params["target"])
+    with channel:
         call = channel.unary_unary(METHOD)
         try:
             answer = call(encode_request(params["model_spec"]), metadata=metadata, timeout=params["timeout"])

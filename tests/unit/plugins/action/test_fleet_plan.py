@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.action import fleet_plan
-from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, gateway, plan
 
 from ...conftest import FIXTURES, REPO
 
@@ -666,3 +666,12 @@ def test_the_action_passes_the_monitoring_group(tmp_path):
     assert built["monitoring"]["gateways"] == [{"host": "gw", "requests": "192.0.2.10:3903",
                                                 "nginx": "192.0.2.10:9113"}]
     assert built["firewalls"]["s1"]["monitors"] == {"mon": ["192.0.2.20"]}
+
+
+def test_with_tls_the_grpc_routes_are_tls_unless_kept_plaintext():
+    tls = {"gateway_tls_certificate": "/etc/ssl/gw.pem", "gateway_tls_certificate_key": "/etc/ssl/gw.key"}
+    for gateway_vars, want in (({}, False), (tls, True), (dict(tls, gateway_grpc_plaintext=True), False)):
+        built = build(inventory=LAB[:2] + hosts(("gw", ["gateway"], gateway_vars)))
+        assert built["problems"] == []
+        rows = gateway.route_table(plan.for_ansible(built)["gateways"]["gw"], "http://gw", "gw")
+        assert set(row["tls"] for row in rows if row["protocol"] == "grpc") == {want}, gateway_vars

@@ -107,7 +107,9 @@ def render_gateway(built, host, tmp_path, gateway_vars):
     variables.update(("gateway_%s" % k, v) for k, v in built["host_inputs"][host]["gateway"].items())
     variables.update(gateway_vars)  # the plan keeps no keys; the role renders them from the variable
     variables.update(_gateway_keys_on=bool(variables["gateway_api_keys"]),
-                     _gateway_limits_on=bool(variables["gateway_client_rate"] or variables["gateway_model_rate"]))
+                     _gateway_limits_on=bool(variables["gateway_client_rate"] or variables["gateway_model_rate"]),
+                     _gateway_grpc_tls=bool(variables["gateway_tls_certificate"])
+                     and not variables["gateway_grpc_plaintext"])
     templar = Templar(loader=DataLoader(), variables=variables)
     (tmp_path / "mlserve").mkdir(exist_ok=True)
     for name, dest in (("nginx.conf.j2", "nginx.conf"), ("routes.conf.j2", "mlserve/routes.conf"),
@@ -136,3 +138,23 @@ def test_a_declaration_is_refused_naming_a_variable_or_renders_configs_the_serve
     conf = render_gateway(built, "gw", tmp_path, gateway_vars)
     check = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr + (tmp_path / "mlserve" / "routes.conf").read_text()[:3000]
+
+
+def test_a_shared_models_grpc_listener_reads_the_answering_version_and_nginx_accepts_it(tmp_path):
+    declaration = [{"name": "half_plus", "source": "/src/half_plus", "versions": [1, 2], "topology": "shared",
+                    "labels": {"stable": 1, "canary": 2}, "routes": {"default": "canary"}},
+                   {"name": "ranker", "source": "/src/ranker", "versions": [1, 2], "topology": "isolated"}]
+    gateway = {"group_names": ["gateway"], "gateway_http_port": 18080, "gateway_status_port": 18081,
+               "gateway_grpc_port_base": 18090}
+    inventory = [plan.host_inputs("s0", {"group_names": ["tfserving"], "tfserving_port_base": 18500,
+                                        "tfserving_address": "127.0.0.1", "firewall_enabled": False}, ROLE_DEFAULTS),
+                 plan.host_inputs("gw", gateway, ROLE_DEFAULTS)]
+    built = plan.build_plan(declaration, inventory, GROUPS, {"gateway_hosts": ["gw"]})
+    assert built["problems"] == []
+    conf = render_gateway(built, "gw", tmp_path, gateway)
+    routes = (tmp_path / "mlserve" / "routes.conf").read_text()
+    # The shared model's listener only: an isolated model's version is chosen by the gateway itself.
+    assert routes.count("js_body_filter tfserving_grpc.version buffer_type=buffer;") == 1
+    check = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+
