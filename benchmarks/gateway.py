@@ -88,7 +88,10 @@ def grpc_body():
 
 
 def h2load(base, body_file, seconds, connections):
-    out = subprocess.run(["h2load", "-D", str(seconds), "-c", str(connections), "-t", "2", "-m", "1",
+    # A number of calls (900 per connection), not a duration: nginx closes an HTTP/2 connection after
+    # keepalive_requests (1000) requests, and h2load does not open another.
+    calls = connections * 900
+    out = subprocess.run(["h2load", "-n", str(calls), "-c", str(connections), "-t", "2", "-m", "1",
                           "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body_file,
                           base + PREDICT], capture_output=True, text=True, timeout=seconds + 60).stdout
     done = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
