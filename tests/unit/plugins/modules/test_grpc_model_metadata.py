@@ -1,6 +1,9 @@
 """mlserve.tfserving.grpc_model_metadata: its hand-written wire encoding agrees with TF Serving's own messages."""
 
+import json
+
 import pytest
+from ansible.module_utils.testing import patch_module_args
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ansible_collections.mlserve.tfserving.plugins.modules import grpc_model_metadata as module
@@ -32,3 +35,12 @@ def test_the_answers_model_spec_is_read_from_a_real_response():
     assert module.decode_model_spec(response.SerializeToString()) == {
         "name": "half_plus_iso", "version": 3, "signature_name": "serving_default"}
     assert module.decode_model_spec(b"")["version"] is None
+
+
+def test_a_ca_file_without_tls_is_refused_before_any_call(capsys):
+    args = {"target": "127.0.0.1:9", "model_spec": {"name": "half_plus"}, "ca_file": "/etc/ssl/ca.pem"}
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["msg"] == "ca_file: /etc/ssl/ca.pem is only used with tls: true"
