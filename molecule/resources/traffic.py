@@ -17,6 +17,7 @@ import http.client
 import ipaddress
 import json
 import os
+import ssl
 import threading
 import time
 import urllib.parse
@@ -39,8 +40,8 @@ class Client:
     HTTP clients do; `reconnects` counts those. Any other error is a failure.
     """
 
-    def __init__(self, host, port, timeout):
-        self.host, self.port, self.timeout = host, port, timeout
+    def __init__(self, host, port, timeout, context=None):
+        self.host, self.port, self.timeout, self.context = host, port, timeout, context
         self.conn = None
         self.reused = False
         self.reconnects = 0
@@ -48,7 +49,9 @@ class Client:
     def request(self, path, headers):
         while True:
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn = (http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                         context=self.context)
+                             if self.context else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
                 self.reused = False
             try:
                 self.conn.request("POST", path, BODY, dict(headers, **{"Content-Type": "application/json"}))
@@ -119,7 +122,12 @@ def answer(status, headers, body, version_header):
 
 def tally(args):
     parts = loopback(args.url)
-    client = Client(parts.hostname, parts.port, args.timeout)
+    context = None
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=args.cacert)
+        if args.cert:
+            context.load_cert_chain(args.cert, args.key)
+    client = Client(parts.hostname, parts.port, args.timeout, context)
     headers = dict(h.split(":", 1) for h in args.header)
     out = {"sent": 0, "failed": 0, "status": {}, "version": {}, "predictions": {}}
     for _ in range(args.count):
@@ -192,6 +200,9 @@ def main():
     t.add_argument("--header", action="append", default=[], help="Name:value, repeatable")
     t.add_argument("--version-header", default="X-Model-Version")
     t.add_argument("--timeout", type=float, default=10)
+    t.add_argument("--cacert", help="https: the CA of the server's certificate (else the system's)")
+    t.add_argument("--cert", help="https: a client certificate to present (PEM), with --key")
+    t.add_argument("--key", help="https: the client certificate's key (PEM)")
     t.set_defaults(run=tally)
     ld = sub.add_parser("load", help="requests over URLs until a stop file or a time limit")
     ld.add_argument("url", nargs="+")

@@ -32,7 +32,7 @@ ROLE_VARIABLES = {
     "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",
                 "gateway_http_port",
                 "gateway_status_port", "gateway_https_port", "gateway_tls_certificate",
-                "gateway_tls_certificate_key", "gateway_grpc_plaintext", "gateway_max_fails", "gateway_fail_timeout",
+                "gateway_tls_certificate_key", "gateway_tls_client_ca", "gateway_grpc_plaintext", "gateway_max_fails", "gateway_fail_timeout",
                 "gateway_upstream_keepalive", "gateway_api_keys", "gateway_api_key_header", "gateway_client_rate",
                 "gateway_client_burst", "gateway_model_rate", "gateway_model_burst", "gateway_metrics_enabled",
                 "gateway_mtail_port", "gateway_nginx_exporter_port"),

@@ -65,9 +65,10 @@ def gateway_plan(models, backends, options=None):
     whose servers are marked down), `grpc_port_base` (None: no gRPC
     listeners), `pin_header` and `pin_cookie` (how a client pins itself to
     a label), `pin_version_header` (how a gRPC client of an isolated model
-    names a version), `grpc_tls` (the gRPC listeners serve TLS).
+    names a version), `grpc_tls` (the gRPC listeners serve TLS),
+    `client_certificates` (every listener asks for a client certificate).
     Returns a dict with `pools`, `grpc_pools`, `grpc` (the listeners),
-    `grpc_tls`, `models` (per-model split data), `routes` (nginx locations in
+    `grpc_tls`, `client_certificates`, `models` (per-model split data), `routes` (nginx locations in
     match order), `pin` and `problems`.
     """
     options = options or {}
@@ -176,6 +177,7 @@ def gateway_plan(models, backends, options=None):
         "grpc_pools": grpc_pools,
         "grpc": grpc_listeners,
         "grpc_tls": bool(options.get("grpc_tls")),
+        "client_certificates": bool(options.get("client_certificates")),
         "models": plan_models,
         "routes": routes,
         "grpc_methods": {"allowed": grpc_method_pattern(), "refused": list(GRPC_REFUSED)},

@@ -279,7 +279,23 @@ def host_problems(host, serving, gateway_host, monitor=False):
             problems.append("gateway_tls_certificate (%s) and gateway_tls_certificate_key (%s) must be set together "
                             "(TLS on) or both left empty (TLS off)"
                             % (json.dumps(settings.get("tls_certificate")), json.dumps(settings.get("tls_certificate_key"))))
+        problems += client_ca_problems(settings)
     return problems
+
+
+def client_ca_problems(settings):
+    """gateway_tls_client_ca: client certificates can only be asked for on TLS listeners, all of them."""
+    client_ca = settings.get("tls_client_ca")
+    if not client_ca:
+        return []
+    if not settings.get("tls_certificate"):
+        return ["gateway_tls_client_ca (%s) needs TLS: set gateway_tls_certificate and gateway_tls_certificate_key, "
+                "or leave gateway_tls_client_ca empty" % json.dumps(client_ca)]
+    if settings.get("grpc_plaintext"):
+        return ["gateway_tls_client_ca (%s) and gateway_grpc_plaintext: true exclude each other: a plaintext gRPC "
+                "listener cannot ask for a client certificate; set gateway_grpc_plaintext: false, or leave "
+                "gateway_tls_client_ca empty" % json.dumps(client_ca)]
+    return []
 
 
 def _on_hosts(messages):
@@ -426,7 +442,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
             "drained": options.get("drained") or [], "grpc_port_base": settings.get("grpc_port_base"),
             "pin_header": settings.get("pin_header"), "pin_cookie": settings.get("pin_cookie"),
             "pin_version_header": settings.get("pin_version_header"),
-            "grpc_tls": bool(settings.get("tls_certificate")) and not settings.get("grpc_plaintext")})
+            "grpc_tls": bool(settings.get("tls_certificate")) and not settings.get("grpc_plaintext"),
+            "client_certificates": bool(settings.get("tls_certificate") and settings.get("tls_client_ca"))})
         problems += [p for p in routing.pop("problems") if p not in problems]
         # A host in both groups: its gateway must not listen on its serving ports.
         own = plan["hosts"].get(host["name"])

@@ -58,6 +58,15 @@ options:
       - PEM file of the CA that signed the target's certificate, where it runs; the system's CAs when not given.
       - Only with O(tls).
     type: path
+  client_certificate:
+    description:
+      - PEM file of a client certificate to present, where it runs, for a gateway with C(gateway_tls_client_ca)
+        (mTLS).
+      - Only with O(tls) and O(client_key).
+    type: path
+  client_key:
+    description: PEM file of the private key of O(client_certificate).
+    type: path
 requirements:
   - grpcio
 attributes:
@@ -85,6 +94,17 @@ EXAMPLES = r"""
       name: ranker
     metadata:
       x-model-label: stable
+  delegate_to: localhost
+
+- name: Through a gateway with TLS and client certificates (gateway_tls_client_ca)
+  mlserve.tfserving.grpc_model_metadata:
+    target: gateway.example:8500
+    model_spec:
+      name: half_plus
+    tls: true
+    ca_file: /etc/mlserve/gateway-ca.pem
+    client_certificate: /etc/mlserve/client.pem
+    client_key: /etc/mlserve/client.key
   delegate_to: localhost
 """
 
@@ -172,24 +192,32 @@ def main():
             "timeout": {"type": "int", "default": 10},
             "tls": {"type": "bool", "default": False},
             "ca_file": {"type": "path"},
+            "client_certificate": {"type": "path"},
+            "client_key": {"type": "path", "no_log": False},
         },
+        required_together=[["client_certificate", "client_key"]],
         supports_check_mode=True,
     )
     if grpc is None:
         module.fail_json(msg=missing_required_lib("grpcio"), exception=GRPC_IMPORT_ERROR)
     params = module.params
     metadata = [(str(k).lower(), str(v)) for k, v in sorted(params["metadata"].items())]
-    if params["ca_file"] and not params["tls"]:
-        module.fail_json(msg="ca_file: %s is only used with tls: true" % params["ca_file"])
+    files = ("ca_file", "client_certificate", "client_key")
+    for name in files:
+        if params[name] and not params["tls"]:
+            module.fail_json(msg="%s: %s is only used with tls: true" % (name, params[name]))
     if params["tls"]:
-        roots = None
-        if params["ca_file"]:
-            try:
-                with open(params["ca_file"], "rb") as f:
-                    roots = f.read()
-            except (IOError, OSError) as e:
-                module.fail_json(msg="ca_file: %s" % e)
-        channel = grpc.secure_channel(params["target"], grpc.ssl_channel_credentials(root_certificates=roots))
+        pem = dict((name, None) for name in files)
+        for name in files:
+            if params[name]:
+                try:
+                    with open(params[name], "rb") as f:
+                        pem[name] = f.read()
+                except (IOError, OSError) as e:
+                    module.fail_json(msg="%s: %s" % (name, e))
+        channel = grpc.secure_channel(params["target"], grpc.ssl_channel_credentials(
+            root_certificates=pem["ca_file"], private_key=pem["client_key"],
+            certificate_chain=pem["client_certificate"]))
     else:
         channel = grpc.insecure_channel(params["target"])
     with channel:

@@ -404,6 +404,17 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "gateway port 18502 on s1 is claimed by tfserving-half_plus_iso-v1 (gRPC) and gRPC of tfs_half_plus_grpc"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_http_port": 9000, "gateway_status_port": 9000})),
      "gateway port 9000 on gw is claimed by http and status"),
+    # Client certificates need TLS on every listener.
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_tls_client_ca": "/etc/ssl/clients.pem"})),
+     'gateway_tls_client_ca ("/etc/ssl/clients.pem") needs TLS: set gateway_tls_certificate and '
+     'gateway_tls_certificate_key, or leave gateway_tls_client_ca empty (on gw)'),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_tls_client_ca": "/etc/ssl/clients.pem",
+                                                "gateway_tls_certificate": "/etc/ssl/gw.pem",
+                                                "gateway_tls_certificate_key": "/etc/ssl/gw.key",
+                                                "gateway_grpc_plaintext": True})),
+     'gateway_tls_client_ca ("/etc/ssl/clients.pem") and gateway_grpc_plaintext: true exclude each other: a '
+     'plaintext gRPC listener cannot ask for a client certificate; set gateway_grpc_plaintext: false, or leave '
+     'gateway_tls_client_ca empty (on gw)'),
     # Generated names.
     ([dict(declaration()[1], name="ranker", versions=[1], labels={}),
       dict(declaration()[0], name="ranker_v1", labels={}, routes={})], None,

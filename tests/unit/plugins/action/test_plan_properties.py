@@ -5,13 +5,8 @@ and checked with `nginx -t`, and every models.config it implies is parsed
 with TF Serving's own ModelServerConfig.
 """
 
-import os
-import shutil
 import subprocess
 
-import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 from google.protobuf import text_format
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -19,14 +14,13 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, plan
 
-from ...conftest import REPO
+from ...gateway.render import render_gateway
 from .test_fleet_plan import ROLE_DEFAULTS
 
 GROUPS = ["all", "ungrouped", "tfserving", "gateway", "gpu"]
 # What a problem must name: the variable to change.
 VARIABLES = ("tfserving_models", "tfserving_port_base", "tfserving_address", "serving_image", "serving_flags",
              "gateway_")
-GATEWAY_ROLE = os.path.join(REPO, "roles", "gateway")
 
 # Declarations and inventories are valid by construction, then now and then
 # given one of the mistakes users make, so that both outcomes are common.
@@ -95,29 +89,6 @@ def inventories(draw):
         gateway[key] = value
     hosts.append(plan.host_inputs("gw", gateway, ROLE_DEFAULTS))
     return hosts, gateway
-
-
-def render_gateway(built, host, tmp_path, gateway_vars):
-    """routes.conf and nginx.conf as the gateway role renders them, laid out as its candidate."""
-    with open(os.path.join(GATEWAY_ROLE, "defaults", "main.yml")) as f:
-        variables = yaml.safe_load(f)
-    variables.update(ansible_managed="test", _gateway_plan=plan.for_ansible(built)["gateways"][host],
-                     _gateway_nginx_version="1.22.1", _gateway_routes_dir="mlserve",
-                     gateway_access_log=str(tmp_path / "access.log"), gateway_error_log=str(tmp_path / "error.log"))
-    variables.update(("gateway_%s" % k, v) for k, v in built["host_inputs"][host]["gateway"].items())
-    variables.update(gateway_vars)  # the plan keeps no keys; the role renders them from the variable
-    variables.update(_gateway_keys_on=bool(variables["gateway_api_keys"]),
-                     _gateway_limits_on=bool(variables["gateway_client_rate"] or variables["gateway_model_rate"]),
-                     _gateway_grpc_tls=bool(variables["gateway_tls_certificate"])
-                     and not variables["gateway_grpc_plaintext"])
-    templar = Templar(loader=DataLoader(), variables=variables)
-    (tmp_path / "mlserve").mkdir(exist_ok=True)
-    for name, dest in (("nginx.conf.j2", "nginx.conf"), ("routes.conf.j2", "mlserve/routes.conf"),
-                       ("clients.conf.j2", "mlserve/clients.conf")):
-        with open(os.path.join(GATEWAY_ROLE, "templates", name)) as f:
-            (tmp_path / dest).write_text(templar.template(trust_as_template(f.read())))
-    shutil.copy(os.path.join(GATEWAY_ROLE, "files", "tfserving_grpc.js"), tmp_path / "mlserve")
-    return tmp_path / "nginx.conf"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -37,10 +37,17 @@ def test_the_answers_model_spec_is_read_from_a_real_response():
     assert module.decode_model_spec(b"")["version"] is None
 
 
-def test_a_ca_file_without_tls_is_refused_before_any_call(capsys):
-    args = {"target": "127.0.0.1:9", "model_spec": {"name": "half_plus"}, "ca_file": "/etc/ssl/ca.pem"}
+@pytest.mark.parametrize("files, message", [
+    ({"ca_file": "/etc/ssl/ca.pem"}, "ca_file: /etc/ssl/ca.pem is only used with tls: true"),
+    ({"client_certificate": "/etc/ssl/c.pem", "client_key": "/etc/ssl/c.key"},
+     "client_certificate: /etc/ssl/c.pem is only used with tls: true"),
+    ({"tls": True, "client_certificate": "/etc/ssl/c.pem"},
+     "parameters are required together: client_certificate, client_key"),
+])
+def test_tls_files_without_tls_or_a_lone_client_certificate_are_refused_before_any_call(capsys, files, message):
+    args = dict({"target": "127.0.0.1:9", "model_spec": {"name": "half_plus"}}, **files)
     with patch_module_args(args):
         with pytest.raises(SystemExit):
             module.main()
     result = json.loads(capsys.readouterr().out)
-    assert result["failed"] and result["msg"] == "ca_file: /etc/ssl/ca.pem is only used with tls: true"
+    assert result["failed"] and result["msg"] == message
