@@ -52,8 +52,13 @@ class Running:
         self.master = int(self.pid_file.read_text())
 
     def stop(self):
-        os.kill(self.master, 15)  # SIGTERM: nginx's fast shutdown
-        for _ in range(100):  # nginx removes its pid file as it exits
-            if not self.pid_file.exists():
-                return
-            time.sleep(0.05)
+        stop_nginx(self.master, str(self.pid_file))
+
+
+def stop_nginx(master, pid_file):
+    """SIGTERM (nginx's fast shutdown), then wait until nginx has removed its pid file as it exits."""
+    os.kill(master, 15)
+    for _ in range(100):
+        if not os.path.exists(pid_file):
+            return
+        time.sleep(0.05)

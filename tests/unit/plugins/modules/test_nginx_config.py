@@ -4,7 +4,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
@@ -12,6 +11,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.modules import nginx_config as module
 
+from ...gateway.render import stop_nginx
 from .module_docs import assert_documentation_matches
 
 
@@ -61,11 +61,7 @@ class Gateway:
         return module.workers(self.master)
 
     def stop(self):
-        os.kill(self.master, 15)  # SIGTERM: nginx's fast shutdown
-        for _ in range(100):  # nginx removes its pid file as it exits
-            if not os.path.exists(self.pid_file):
-                return
-            time.sleep(0.05)
+        stop_nginx(self.master, self.pid_file)
 
 
 @pytest.fixture
