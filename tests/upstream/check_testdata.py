@@ -22,7 +22,6 @@ again with the lab's own declaration.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+from unit.ports import free_port  # noqa: E402 (the unit tests' ports: never the same one twice)
+
 SERVER = os.path.join(HERE, "..", "serving_double", "model_server_double.py")
 # name in models.config -> (testdata directory, versions)
 MODELS = {
@@ -61,12 +63,6 @@ def check(what, got, want):
     print("%s %s: %s" % ("ok  " if ok else "FAIL", what, json.dumps(got) if ok else "got %r, want %r" % (got, want)))
     if not ok:
         FAILED.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rest(port, method, path, body=None):

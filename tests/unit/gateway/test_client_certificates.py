@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from ansible_collections.mlserve.tfserving.plugins.module_utils import plan
 
 from ..plugins.action.test_fleet_plan import ROLE_DEFAULTS
-from ..plugins.modules.test_nginx_config import free_port
+from ..ports import free_port
 from .render import Running, render_gateway
 
 REFUSAL = ("Missing or untrusted client certificate: call the gateway over TLS with a certificate that its client CA "

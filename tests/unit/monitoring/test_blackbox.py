@@ -1,7 +1,6 @@
 """The blackbox exporter's module tfserving_available, run against a status answer on loopback."""
 
 import http.server
-import socket
 import subprocess
 import threading
 import time
@@ -9,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from ..ports import free_port
 from .render import render, role_variables
 
 # What TF Serving answers for GET /v1/models/M/versions/N.
@@ -33,12 +33,6 @@ class Status(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

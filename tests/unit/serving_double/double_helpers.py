@@ -8,7 +8,6 @@ wait is bounded.
 import importlib.util
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -18,6 +17,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+# Absolute: this file is also imported as the top-level double_helpers (conftest.py).
+from unit.ports import free_port  # noqa: F401 (the tests of the double take it from here)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DOUBLE_DIR = os.path.join(REPO, "tests", "serving_double")
@@ -46,23 +48,6 @@ def load_double_module():
 @pytest.fixture(scope="session")
 def double_module():
     return load_double_module()
-
-
-def free_port():
-    """A free port below Linux's ephemeral range (32768-60999) and above the lab's.
-
-    A port the kernel hands out for binding to 0 comes from the ephemeral
-    range, where a client's outgoing connection can take it again before the
-    double binds it.
-    """
-    while True:
-        port = random.randrange(23000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def port_open(port, timeout=0.2):

@@ -104,19 +104,6 @@ class FakeClient:
         return [c for c in self.calls if c[0] in MUTATING]
 
 
-_PORTS = set()
-
-
-def port():
-    """A free loopback port no other unit of this module took."""
-    for _ in range(100):
-        candidate = free_port()
-        if candidate not in _PORTS:
-            _PORTS.add(candidate)
-            return candidate
-    raise AssertionError("no free port")
-
-
 def make_unit(tmp_path, name="tfserving-half_plus", versions=(1, 2), labels=None, topology="shared", **kw):
     """A unit as the roles compute it, its versions in a copy of the fixtures, its config under tmp_path."""
     models = tmp_path / "models"
@@ -124,7 +111,7 @@ def make_unit(tmp_path, name="tfserving-half_plus", versions=(1, 2), labels=None
         shutil.copytree(os.path.join(FIXTURES, "half_plus"), str(models / "half_plus"))
     unit = {"name": name, "model": "half_plus", "topology": topology, "versions": list(versions),
             "labels": dict(labels or {}), "image": "tensorflow/serving:2.19.0",
-            "grpc_port": port(), "rest_port": port(),
+            "grpc_port": free_port(), "rest_port": free_port(),
             "host_path": str(models / "half_plus"), "container_path": str(models / "half_plus"),
             "resources": {}, "config_dir": str(tmp_path / "etc" / name)}
     unit.update(kw)

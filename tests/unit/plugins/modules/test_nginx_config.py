@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import urllib.request
 
@@ -12,13 +11,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.mlserve.tfserving.plugins.modules import nginx_config as module
 
 from ...gateway.render import stop_nginx
+from ...ports import free_port
 from .module_docs import assert_documentation_matches
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Gateway:
