@@ -3,6 +3,8 @@
 Imported by the scripts beside it; not a benchmark itself.
 """
 
+import collections
+import datetime
 import json
 import os
 import subprocess
@@ -27,6 +29,17 @@ def timed_playbook(args, extra_env=None):
     if proc.returncode != 0:
         sys.exit("ansible-playbook %s failed:\n%s\n%s" % (" ".join(args), proc.stdout[-4000:], proc.stderr[-2000:]))
     return elapsed, json.loads(proc.stdout)
+
+
+def task_seconds(report):
+    """{task name: wall seconds} of an ansible-playbook json report; a name that runs more than once is summed."""
+    seconds = collections.Counter()
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            span = [datetime.datetime.strptime(task["task"]["duration"][k], "%Y-%m-%dT%H:%M:%S.%fZ")
+                    for k in ("start", "end")]
+            seconds[task["task"]["name"]] += (span[1] - span[0]).total_seconds()
+    return seconds
 
 
 def lab_host(name, state, image="mlserve-lab:debian12"):

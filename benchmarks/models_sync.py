@@ -17,7 +17,6 @@ with the role's longest tasks. Needs the lab image (make images).
 """
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from lab import REPO, lab_host, timed_playbook
+from lab import REPO, lab_host, task_seconds, timed_playbook
 
 sys.path.insert(0, os.path.join(REPO, "collections"))
 from ansible_collections.mlserve.tfserving.plugins.module_utils.fleet import DEFAULT_MODELS_ROOT  # noqa: E402
@@ -82,12 +81,7 @@ def run_role(inventory, vars_file):
 
 def slowest_tasks(report, count=4):
     """The `count` longest tasks of a run, as "seconds name" lines: where a run's time goes."""
-    def seconds(task):
-        span = [datetime.datetime.strptime(task["task"]["duration"][k], "%Y-%m-%dT%H:%M:%S.%fZ")
-                for k in ("start", "end")]
-        return (span[1] - span[0]).total_seconds()
-    tasks = sorted(((seconds(t), t["task"]["name"]) for play in report["plays"] for t in play["tasks"]), reverse=True)
-    return ["%6.1f s  %s" % task for task in tasks[:count]]
+    return ["%6.1f s  %s" % (seconds, name) for name, seconds in task_seconds(report).most_common(count)]
 
 
 def main():
