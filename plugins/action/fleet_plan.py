@@ -190,5 +190,6 @@ class ActionModule(ActionBase):
             result.update(failed=True, problems=built["problems"],
                           msg="The fleet's declaration is not valid:\n" + "\n".join(built["problems"]))
             return result
-        result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")))
+        # Shown once, by the run's first plan: a reused plan does not repeat them.
+        result.update(changed=False, plan=plan.for_ansible(built, args.get("parts")), warnings=built["warnings"])
         return result

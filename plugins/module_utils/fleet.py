@@ -32,10 +32,10 @@ IMAGE_REFERENCE = re.compile(r"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?%s(?:/%s)*(?::[
                              r"(?:@sha256:[0-9a-f]{64})?\Z" % (_PATH_COMPONENT, _PATH_COMPONENT))
 TOPOLOGIES = ("shared", "isolated")
 MODEL_KEYS = ("name", "source", "versions", "labels", "topology", "image", "hosts", "resources",
-              "rest_port", "grpc_port", "overrides", "routes", "signature")
+              "rest_port", "grpc_port", "overrides", "routes", "signature", "flags")
 # The signature every version must have, kept compatible from version to version.
 DEFAULT_SIGNATURE = "serving_default"
-OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port")
+OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port", "flags")
 RESOURCE_KEYS = ("memory", "cpus")
 ROUTE_KEYS = ("default", "split", "aliases", "grpc_unversioned")
 # What routes.grpc_unversioned may say: that unversioned gRPC calls of a
@@ -211,6 +211,8 @@ def validate_models(models, groups=None):
                             % (where, hosts, ", ".join(sorted(g for g in groups if g not in ("all", "ungrouped")))))
         problems += image_problems(where + ".image", model.get("image"))
         _check_resources(problems, where + ".resources", model.get("resources"))
+        if "flags" in model:
+            problems += flag_problems(model["flags"], where + ".flags")
         for key in ("rest_port", "grpc_port"):
             _check_port(problems, "%s.%s" % (where, key), model.get(key))
             if model.get(key) is not None and topology == "isolated":
@@ -235,6 +237,8 @@ def validate_models(models, groups=None):
                     problems.append("%s.%s: unknown key; valid keys are %s" % (owhere, bad, ", ".join(OVERRIDE_KEYS)))
                 problems += image_problems(owhere + ".image", settings.get("image"))
                 _check_resources(problems, owhere + ".resources", settings.get("resources"))
+                if "flags" in settings:
+                    problems += flag_problems(settings["flags"], owhere + ".flags")
                 for port in ("rest_port", "grpc_port"):
                     _check_port(problems, "%s.%s" % (owhere, port), settings.get(port))
         _validate_routes(problems, where, name, model.get("routes") or {}, versions, labels, aliases, topology)
@@ -350,6 +354,7 @@ def normalize_models(models, defaults=None):
             "image": model.get("image") or defaults.get("image"),
             "hosts": model.get("hosts", DEFAULT_GROUP),
             "resources": dict(model.get("resources") or defaults.get("resources") or {}),
+            "flags": dict(model.get("flags") or {}),
             "rest_port": model.get("rest_port"),
             "grpc_port": model.get("grpc_port"),
             "overrides": dict((_version_key(k), dict(v)) for k, v in (model.get("overrides") or {}).items()),
@@ -380,9 +385,12 @@ def serving_units(models, host_groups, port_base=None):
             units.append(_unit(model, "tfserving-%s" % model["name"], model["versions"], model["labels"], model))
         else:
             for version in model["versions"]:
-                settings = dict(model, **model["overrides"].get(version, {}))
-                if "resources" in model["overrides"].get(version, {}):
-                    settings["resources"] = dict(model["resources"], **model["overrides"][version]["resources"])
+                override = model["overrides"].get(version, {})
+                settings = dict(model, **override)
+                # A version's resources and flags add to its model's.
+                for key in ("resources", "flags"):
+                    if key in override:
+                        settings[key] = dict(model[key], **override[key] or {})
                 units.append(_unit(model, "tfserving-%s-v%d" % (model["name"], version), [version], {}, settings))
     pinned = set(p for u in units for p in (u["grpc_port"], u["rest_port"]) if p is not None)
     port = port_base
@@ -405,6 +413,7 @@ def _unit(model, name, versions, labels, settings):
         "labels": dict(labels),
         "image": settings.get("image"),
         "resources": dict(settings.get("resources") or {}),
+        "flags": dict(settings.get("flags") or {}),
         "grpc_port": settings.get("grpc_port"),
         "rest_port": settings.get("rest_port"),
         "host_path": model["host_path"],
@@ -526,17 +535,24 @@ def copy_problems(host, copied, checks):
     return problems
 
 
-# tensorflow_model_server flags this collection may render. The server
-# ignores an unknown flag after printing "unknown argument", so a typo would
-# pass silently: anything outside this list is refused instead.
-SERVER_FLAGS = frozenset([
-    "allow_version_labels_for_unavailable_models", "batching_parameters_file", "enable_batching",
-    "enable_grpc_healthcheck_service", "enable_model_warmup", "file_system_poll_wait_seconds",
-    "grpc_channel_arguments", "grpc_max_threads", "load_retry_interval_micros", "max_num_load_retries",
-    "model_config_file_poll_wait_seconds", "monitoring_config_file",
-    "rest_api_num_threads", "rest_api_timeout_in_ms", "saved_model_tags", "tensorflow_inter_op_parallelism",
-    "tensorflow_intra_op_parallelism", "tensorflow_session_parallelism",
-])
+# tensorflow_model_server flags this collection may render, with their
+# types in the server (main.cc). The server ignores an unknown flag after
+# printing "unknown argument", so a typo would pass silently: anything
+# outside this list is refused instead.
+SERVER_FLAGS = {
+    "allow_version_labels_for_unavailable_models": "bool", "batching_parameters_file": "string",
+    "enable_batching": "bool", "enable_grpc_healthcheck_service": "bool", "enable_model_warmup": "bool",
+    "file_system_poll_wait_seconds": "int32", "grpc_channel_arguments": "string", "grpc_max_threads": "int32",
+    "load_retry_interval_micros": "int64", "max_num_load_retries": "int32",
+    "model_config_file_poll_wait_seconds": "int32", "monitoring_config_file": "string",
+    "rest_api_num_threads": "int32", "rest_api_timeout_in_ms": "int32", "saved_model_tags": "string",
+    "tensorflow_inter_op_parallelism": "int64", "tensorflow_intra_op_parallelism": "int64",
+    "tensorflow_session_parallelism": "int64",
+}
+_FLAG_MAXIMUM = {"int32": 2 ** 31 - 1, "int64": 2 ** 63 - 1}
+# The server's threads that compete for a container's CPUs: TensorFlow's
+# op threads run each request's work (0: one per CPU the host has).
+OP_THREAD_FLAGS = ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")
 # Set by the collection itself from the port plan and config layout.
 MANAGED_FLAGS = frozenset(["port", "rest_api_port", "model_config_file", "model_name", "model_base_path"])
 
@@ -546,17 +562,53 @@ def flag_problems(flags, where="serving_flags"):
     problems = []
     if not isinstance(flags, dict):
         return ["%s: %r must map flag names (without --) to values" % (where, flags)]
-    for name in sorted(flags):
+    for name in sorted(flags, key=str):
+        kind = SERVER_FLAGS.get(name)
         if name in MANAGED_FLAGS:
             problems.append("%s.%s: set by the collection from the port plan and models.config; remove it"
                             % (where, name))
         elif name not in SERVER_FLAGS:
             problems.append("%s.%s: not a tensorflow_model_server flag this collection renders (a typo would be "
                             "ignored by the server); valid: %s" % (where, name, ", ".join(sorted(SERVER_FLAGS))))
-    if "batching_parameters_file" in flags and not flags.get("enable_batching"):
-        problems.append("%s.batching_parameters_file: needs enable_batching: true (the server refuses to start "
-                        "otherwise)" % where)
+        elif kind == "bool" and not isinstance(flags[name], bool):
+            problems.append("%s.%s: %r is not true or false" % (where, name, flags[name]))
+        elif kind == "string" and not isinstance(flags[name], str):
+            problems.append("%s.%s: %r is not a string" % (where, name, flags[name]))
+        elif kind in _FLAG_MAXIMUM and not (_is_int(flags[name]) and 0 <= flags[name] <= _FLAG_MAXIMUM[kind]):
+            problems.append("%s.%s: %r is not valid; use an integer from 0 to %d (the server's %s)"
+                            % (where, name, flags[name], _FLAG_MAXIMUM[kind], kind))
     return problems
+
+
+def server_flags(host_flags, unit):
+    """The flags one unit's server gets: the host's serving_flags, then the model's and its version's `flags`."""
+    return dict(host_flags or {}, **unit.get("flags") or {})
+
+
+def server_flag_problems(flags):
+    """What tensorflow_model_server refuses at start in a unit's flags (server_flags), in its words."""
+    problems = []
+    if flags.get("batching_parameters_file") and not flags.get("enable_batching"):
+        problems.append("batching_parameters_file needs enable_batching: true (the server refuses to start: "
+                        "server_options.batching_parameters_file is set without setting "
+                        "server_options.enable_batching to true.)")
+    if all(flags.get(name, 0) > 0 for name in OP_THREAD_FLAGS + ("tensorflow_session_parallelism",)):
+        problems.append("tensorflow_session_parallelism with tensorflow_intra_op_parallelism and "
+                        "tensorflow_inter_op_parallelism: the server refuses to start (Either configure "
+                        "server_options.tensorflow_session_parallelism or (server_options.tensorflow_intra_op_parallelism, "
+                        "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.); "
+                        "set tensorflow_session_parallelism or the other two")
+    return problems
+
+
+def thread_warning(flags, unit):
+    """Why the op threads of a unit's server (server_flags) would outnumber its resources.cpus; or None."""
+    cpus = (unit.get("resources") or {}).get("cpus")
+    over = ["%s %d" % (name, flags[name]) for name in OP_THREAD_FLAGS if cpus and flags.get(name, 0) > cpus]
+    if not over:
+        return None
+    return ("%s: %s above resources.cpus %s: more op threads than CPUs contend for them and add latency; lower "
+            "them to at most %d, or raise resources.cpus" % (unit["name"], " and ".join(over), cpus, int(cpus) or 1))
 
 
 def _flag_value(value):
@@ -579,7 +631,7 @@ def server_command(unit, flags=None, poll_seconds=5):
         "file_system_poll_wait_seconds": 1,
         "grpc_channel_arguments": "grpc.so_reuseport=0",
     }
-    rendered.update(flags or {})
+    rendered.update(server_flags(flags, unit))
     if unit.get("metrics_path"):
         rendered["monitoring_config_file"] = CONTAINER_MONITORING_CONFIG
     rendered.update({

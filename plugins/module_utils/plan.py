@@ -10,6 +10,7 @@ and reports consume what it returns and derive nothing again.
 A plan::
 
     {"problems": [...],                      # every problem at once
+     "warnings": [...],                      # what works but is likely a mistake
      "hosts": {host: {"profile": key}},      # each serving host's share ...
      "profiles": {key: {"units": [...],      # ... shared by hosts whose inputs
                         "models": [...]}},   #     are the same (a fleet of 200
@@ -402,7 +403,7 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     problems += host_level
     problems += firewall.plan_problems(hosts, serving_names, gateway_hosts, monitor_hosts)
     plan = {"inputs": plan_inputs(declaration, options), "host_inputs": dict((h["name"], h) for h in hosts),
-            "problems": problems, "hosts": {}, "profiles": {}, "gateways": {}, "firewalls": {},
+            "problems": problems, "warnings": [], "hosts": {}, "profiles": {}, "gateways": {}, "firewalls": {},
             "monitoring": {"url": None, "servers": [], "versions": [], "gateways": []},
             "sources": dict(sources or {})}
     if usable is None or any(not _is_port(h["port_base"]) for h in serving_hosts):
@@ -425,6 +426,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         members = ", ".join(sorted(h for h, v in plan["hosts"].items() if v["profile"] == key))
         problems += _unit_problems(share["units"], members) or fleet.check_port_plan(share["units"], members)
     problems += _shared_addresses(backends)
+    flag_problems, plan["warnings"] = _flag_findings(plan)
+    problems += flag_problems
     plan["firewalls"] = firewall.host_firewalls(
         hosts, dict((h["name"], _profile(h, groups_served)) for h in serving_hosts), gateway_hosts, monitor_hosts)
     plan["monitoring"] = metrics.scrape_plan(plan["host_inputs"], plan, gateway_hosts, monitor_hosts)
@@ -470,6 +473,20 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
                 problems.append("tfserving_models[%d].source: %s" % (index, e))
         problems += _memory_problems(plan)
     return plan
+
+
+def _flag_findings(plan):
+    """(problems, warnings) of each unit's server flags, its host's serving_flags with its own `flags`."""
+    problems, warnings = [], []
+    for host, entry in sorted(plan["hosts"].items()):
+        host_flags = plan["host_inputs"][host]["flags"]
+        if fleet.flag_problems(host_flags):
+            continue  # host_problems has said so already
+        for unit in plan["profiles"][entry["profile"]]["units"]:
+            flags = fleet.server_flags(host_flags, unit)
+            problems += [("%s: %s" % (unit["name"], p), host) for p in fleet.server_flag_problems(flags)]
+            warnings += [(w, host) for w in [fleet.thread_warning(flags, unit)] if w]
+    return _on_hosts(problems), _on_hosts(warnings)
 
 
 def _memory_problems(plan):

@@ -102,14 +102,20 @@ plan:
       description: Every problem found, each naming the variable, the value, the host where it matters, and what is valid.
       type: list
       elements: str
+    warnings:
+      description:
+        - What works but is likely a mistake, such as more op threads than a container's C(resources.cpus). Also the
+          result's own C(warnings), which Ansible shows, when this task built the plan (a reused plan repeats none).
+      type: list
+      elements: str
     hosts:
       description: Each serving host with a share, host to C({profile}).
       type: dict
     profiles:
       description:
         - Shares by profile key. C(units) are the containers (name, model, topology, versions, labels, image, resources,
-          grpc_port, rest_port, host_path, container_path, config_dir, metrics_path); C(models) the normalized models
-          the host serves.
+          flags, grpc_port, rest_port, host_path, container_path, config_dir, metrics_path); C(models) the normalized
+          models the host serves.
       type: dict
     gateways:
       description:

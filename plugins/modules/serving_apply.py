@@ -42,7 +42,8 @@ options:
         its C(models.config) and C(--monitoring_config_file), so that the server answers Prometheus at that path
         on its REST port.
       - A unit may carry its own C(command) (the C(tensorflow_model_server) flags); otherwise it is rendered from
-        O(flags) and O(config_poll_seconds) and the unit's ports.
+        O(flags), then the unit's own C(flags) (its model's and version's, which win), O(config_poll_seconds) and
+        the unit's ports.
       - The units are taken as already validated (the fleet plan checks them).
     type: list
     elements: dict

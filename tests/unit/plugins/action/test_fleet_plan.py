@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.action import fleet_plan
-from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, gateway, plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, plan
 
 from ...conftest import FIXTURES, REPO
 
@@ -422,6 +422,34 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     ([dict(declaration()[1], name="a", versions=[1], labels={}), dict(declaration()[0], name="a-v1", labels={},
                                                                       routes={})], None,
      "container tfserving-a-v1 on s1 would run both version 1 of a and model a-v1; rename one of the models"),
+    # Server flags, per host, per model and per isolated version: names and the server's types.
+    (with_model(0, flags={"rest_api_num_thread": 4}), None,
+     "tfserving_models[0].flags.rest_api_num_thread: not a tensorflow_model_server flag this collection renders"),
+    (with_model(0, flags={"tensorflow_intra_op_parallelism": "4"}), None,
+     "tfserving_models[0].flags.tensorflow_intra_op_parallelism: '4' is not valid; use an integer from 0 to "
+     "9223372036854775807 (the server's int64)"),
+    (with_model(0, flags={"enable_batching": "yes"}), None,
+     "tfserving_models[0].flags.enable_batching: 'yes' is not true or false"),
+    (with_model(1, overrides={2: {"flags": {"rest_api_num_threads": 1.5}}}), None,
+     "tfserving_models[1].overrides.2.flags.rest_api_num_threads: 1.5 is not valid; use an integer from 0 to "
+     "2147483647 (the server's int32)"),
+    (None, hosts(("s1", ["tfserving"], {"serving_flags": {"grpc_max_threads": -1}})),
+     "serving_flags.grpc_max_threads: -1 is not valid; use an integer from 0 to 2147483647 (the server's int32) "
+     "(on s1)"),
+    (None, hosts(("s1", ["tfserving"], {"serving_flags": {"saved_model_tags": ["serve"]}})),
+     "serving_flags.saved_model_tags: ['serve'] is not a string (on s1)"),
+    # What the server refuses at start, from the host's and the model's flags together.
+    (with_model(0, flags={"tensorflow_intra_op_parallelism": 2, "tensorflow_inter_op_parallelism": 2}),
+     hosts(("s1", ["tfserving"], {"serving_flags": {"tensorflow_session_parallelism": 2}})),
+     "tfserving-half_plus: tensorflow_session_parallelism with tensorflow_intra_op_parallelism and "
+     "tensorflow_inter_op_parallelism: the server refuses to start (Either configure "
+     "server_options.tensorflow_session_parallelism or (server_options.tensorflow_intra_op_parallelism, "
+     "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.); set "
+     "tensorflow_session_parallelism or the other two (on s1)"),
+    (with_model(1, overrides={3: {"flags": {"batching_parameters_file": "/etc/tfserving/batching.config"}}}), None,
+     "tfserving-half_plus_iso-v3: batching_parameters_file needs enable_batching: true (the server refuses to start: "
+     "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.) "
+     "(on s1, s2)"),
     # Addresses.
     (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1:18500"})),
      "tfserving_address: '127.0.0.1:18500' is not a host name or IP address (without a port); the gateway adds "
@@ -430,6 +458,41 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
 def test_bad_input_is_refused_naming_the_variable(decl, inventory, message):
     problems = build(decl, inventory)["problems"]
     assert any(message in p for p in problems), problems
+
+
+def test_flags_of_the_host_the_model_and_the_version_add_up_and_reach_the_command():
+    decl = with_model(1, flags={"rest_api_num_threads": 8, "enable_batching": True},
+                      overrides={3: {"flags": {"rest_api_num_threads": 2,
+                                               "batching_parameters_file": "/etc/tfserving/batching.config"}}})
+    built = build(decl, hosts(("s1", ["tfserving"], {"serving_flags": {"grpc_max_threads": 4,
+                                                                       "rest_api_num_threads": 16},
+                                                     "firewall_enabled": False})))
+    assert built["problems"] == [] and built["warnings"] == []
+    units = dict((u["name"], u) for u in built["profiles"][built["hosts"]["s1"]["profile"]]["units"])
+
+    def flags(name):
+        return [f for f in fleet.server_command(units[name], {"grpc_max_threads": 4, "rest_api_num_threads": 16})
+                if f.split("=")[0] in ("--grpc_max_threads", "--rest_api_num_threads", "--enable_batching",
+                                       "--batching_parameters_file")]
+    assert flags("tfserving-half_plus") == ["--grpc_max_threads=4", "--rest_api_num_threads=16"]
+    assert flags("tfserving-half_plus_iso-v1") == ["--enable_batching=true", "--grpc_max_threads=4",
+                                                   "--rest_api_num_threads=8"]
+    assert flags("tfserving-half_plus_iso-v3") == ["--batching_parameters_file=/etc/tfserving/batching.config",
+                                                   "--enable_batching=true", "--grpc_max_threads=4",
+                                                   "--rest_api_num_threads=2"]
+
+
+def test_more_op_threads_than_cpus_is_a_warning_naming_the_unit_and_both_figures():
+    decl = with_model(0, resources={"cpus": 2}, flags={"tensorflow_intra_op_parallelism": 8,
+                                                       "tensorflow_inter_op_parallelism": 2})
+    built = build(decl)
+    assert built["problems"] == []
+    assert built["warnings"] == [
+        "tfserving-half_plus: tensorflow_intra_op_parallelism 8 above resources.cpus 2: more op threads than CPUs "
+        "contend for them and add latency; lower them to at most 2, or raise resources.cpus (on s1, s2)"]
+    # Within the CPUs, or with no CPU limit, nothing to say.
+    assert build(with_model(0, resources={"cpus": 2}, flags={"tensorflow_intra_op_parallelism": 2}))["warnings"] == []
+    assert build(with_model(0, flags={"tensorflow_intra_op_parallelism": 8}))["warnings"] == []
 
 
 def test_problems_of_every_stage_show_at_once():

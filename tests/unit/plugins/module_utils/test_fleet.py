@@ -279,7 +279,11 @@ def test_flag_problems():
     problems = fleet.flag_problems({"rest_api_prot": 1, "port": 1, "batching_parameters_file": "/b"})
     assert any(p.startswith("serving_flags.rest_api_prot: not a tensorflow_model_server flag") for p in problems)
     assert any(p.startswith("serving_flags.port: set by the collection") for p in problems)
-    assert any("batching_parameters_file: needs enable_batching: true" in p for p in problems)
+    # Whether the server starts depends on every flag a unit gets: server_flag_problems, on the plan's units.
+    assert fleet.server_flag_problems({"batching_parameters_file": "/b"}) == [
+        "batching_parameters_file needs enable_batching: true (the server refuses to start: "
+        "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.)"]
+    assert fleet.server_flag_problems({"batching_parameters_file": "/b", "enable_batching": True}) == []
     assert fleet.flag_problems(["--port=1"]) == ["serving_flags: ['--port=1'] must map flag names (without --) to values"]
 
 
