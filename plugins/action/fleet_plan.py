@@ -26,7 +26,8 @@ ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
 # read from the roles' own defaults/main.yml, so there is one default.
 ROLE_VARIABLES = {
     "firewall": firewall.VARIABLES,
-    "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_user",
+    "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_batching",
+                "serving_gpu_host", "serving_user",
                 "serving_read_only", "serving_tmpfs", "serving_cap_drop", "serving_no_new_privileges",
                 "serving_pids_limit", "serving_monitoring_enabled", "serving_monitoring_path"),
     "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",

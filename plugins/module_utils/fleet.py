@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, gpus
 from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model import MANIFEST
 
 # Whole strings (\Z, not $, which also matches before a final newline).
@@ -32,10 +33,11 @@ IMAGE_REFERENCE = re.compile(r"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?%s(?:/%s)*(?::[
                              r"(?:@sha256:[0-9a-f]{64})?\Z" % (_PATH_COMPONENT, _PATH_COMPONENT))
 TOPOLOGIES = ("shared", "isolated")
 MODEL_KEYS = ("name", "source", "versions", "labels", "topology", "image", "hosts", "resources",
-              "rest_port", "grpc_port", "overrides", "routes", "signature", "flags")
+              "rest_port", "grpc_port", "overrides", "routes", "signature", "flags", "batching", "gpus",
+              "gpus_shared")
 # The signature every version must have, kept compatible from version to version.
 DEFAULT_SIGNATURE = "serving_default"
-OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port", "flags")
+OVERRIDE_KEYS = ("image", "resources", "rest_port", "grpc_port", "flags", "batching", "gpus")
 RESOURCE_KEYS = ("memory", "cpus")
 ROUTE_KEYS = ("default", "split", "aliases", "grpc_unversioned")
 # What routes.grpc_unversioned may say: that unversioned gRPC calls of a
@@ -209,10 +211,9 @@ def validate_models(models, groups=None):
         if groups is not None and hosts not in groups:
             problems.append("%s.hosts: %r is not a group of this inventory (groups: %s)"
                             % (where, hosts, ", ".join(sorted(g for g in groups if g not in ("all", "ungrouped")))))
-        problems += image_problems(where + ".image", model.get("image"))
-        _check_resources(problems, where + ".resources", model.get("resources"))
-        if "flags" in model:
-            problems += flag_problems(model["flags"], where + ".flags")
+        problems += _container_problems(where, model)
+        if not isinstance(model.get("gpus_shared", False), bool):
+            problems.append("%s.gpus_shared: %r is not true or false" % (where, model["gpus_shared"]))
         for key in ("rest_port", "grpc_port"):
             _check_port(problems, "%s.%s" % (where, key), model.get(key))
             if model.get(key) is not None and topology == "isolated":
@@ -235,10 +236,7 @@ def validate_models(models, groups=None):
                     continue
                 for bad in sorted(set(settings) - set(OVERRIDE_KEYS)):
                     problems.append("%s.%s: unknown key; valid keys are %s" % (owhere, bad, ", ".join(OVERRIDE_KEYS)))
-                problems += image_problems(owhere + ".image", settings.get("image"))
-                _check_resources(problems, owhere + ".resources", settings.get("resources"))
-                if "flags" in settings:
-                    problems += flag_problems(settings["flags"], owhere + ".flags")
+                problems += _container_problems(owhere, settings)
                 for port in ("rest_port", "grpc_port"):
                     _check_port(problems, "%s.%s" % (owhere, port), settings.get(port))
         _validate_routes(problems, where, name, model.get("routes") or {}, versions, labels, aliases, topology)
@@ -246,6 +244,17 @@ def validate_models(models, groups=None):
         if alias in names:
             problems.append("%s: alias %r is also the name of tfserving_models[%d]; a request for it would be "
                             "ambiguous" % (where, alias, names[alias]))
+    return problems
+
+
+def _container_problems(where, settings):
+    """The container settings a model and an isolated version's override both take: image, resources, flags,
+    batching, gpus."""
+    problems = image_problems(where + ".image", settings.get("image"))
+    _check_resources(problems, where + ".resources", settings.get("resources"))
+    for key, check in (("flags", flag_problems), ("batching", batching.problems), ("gpus", gpus.problems)):
+        if key in settings:
+            problems += check(settings[key], "%s.%s" % (where, key))
     return problems
 
 
@@ -330,9 +339,10 @@ def _default_route(routes, labels, versions):
 def normalize_models(models, defaults=None):
     """The declaration with every default filled in; assumes it validated.
 
-    `defaults` may set `image`, `resources` and `models_root` (where the
-    versions live on the host); each model gains `host_path` and
-    `container_path`.
+    `defaults` may set `image`, `resources`, `batching` and `models_root`
+    (where the versions live on the host); each model gains `host_path` and
+    `container_path`. A model's `batching` replaces the default one ({} is
+    off).
     """
     defaults = defaults or {}
     models_root = (defaults.get("models_root") or DEFAULT_MODELS_ROOT).rstrip("/")
@@ -355,6 +365,9 @@ def normalize_models(models, defaults=None):
             "hosts": model.get("hosts", DEFAULT_GROUP),
             "resources": dict(model.get("resources") or defaults.get("resources") or {}),
             "flags": dict(model.get("flags") or {}),
+            "batching": dict(model["batching"] if "batching" in model else defaults.get("batching") or {}),
+            "gpus": model.get("gpus"),
+            "gpus_shared": model.get("gpus_shared", False),
             "rest_port": model.get("rest_port"),
             "grpc_port": model.get("grpc_port"),
             "overrides": dict((_version_key(k), dict(v)) for k, v in (model.get("overrides") or {}).items()),
@@ -414,6 +427,9 @@ def _unit(model, name, versions, labels, settings):
         "image": settings.get("image"),
         "resources": dict(settings.get("resources") or {}),
         "flags": dict(settings.get("flags") or {}),
+        "batching": dict(settings.get("batching") or {}),
+        "gpus": settings.get("gpus"),
+        "gpus_shared": model["gpus_shared"],
         "grpc_port": settings.get("grpc_port"),
         "rest_port": settings.get("rest_port"),
         "host_path": model["host_path"],
@@ -540,8 +556,8 @@ def copy_problems(host, copied, checks):
 # printing "unknown argument", so a typo would pass silently: anything
 # outside this list is refused instead.
 SERVER_FLAGS = {
-    "allow_version_labels_for_unavailable_models": "bool", "batching_parameters_file": "string",
-    "enable_batching": "bool", "enable_grpc_healthcheck_service": "bool", "enable_model_warmup": "bool",
+    "allow_version_labels_for_unavailable_models": "bool", "enable_grpc_healthcheck_service": "bool",
+    "enable_model_warmup": "bool",
     "file_system_poll_wait_seconds": "int32", "grpc_channel_arguments": "string", "grpc_max_threads": "int32",
     "load_retry_interval_micros": "int64", "max_num_load_retries": "int32",
     "model_config_file_poll_wait_seconds": "int32", "monitoring_config_file": "string",
@@ -555,6 +571,8 @@ _FLAG_MAXIMUM = {"int32": 2 ** 31 - 1, "int64": 2 ** 63 - 1}
 OP_THREAD_FLAGS = ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")
 # Set by the collection itself from the port plan and config layout.
 MANAGED_FLAGS = frozenset(["port", "rest_api_port", "model_config_file", "model_name", "model_base_path"])
+# Set by the collection from a unit's batching parameters.
+BATCHING_FLAGS = ("enable_batching", "batching_parameters_file")
 
 
 def flag_problems(flags, where="serving_flags"):
@@ -567,6 +585,10 @@ def flag_problems(flags, where="serving_flags"):
         if name in MANAGED_FLAGS:
             problems.append("%s.%s: set by the collection from the port plan and models.config; remove it"
                             % (where, name))
+        elif name in BATCHING_FLAGS:
+            problems.append("%s.%s: set by the collection from the batching parameters; declare them in "
+                            "serving_batching or a model's batching instead (the file would not reach the "
+                            "container otherwise)" % (where, name))
         elif name not in SERVER_FLAGS:
             problems.append("%s.%s: not a tensorflow_model_server flag this collection renders (a typo would be "
                             "ignored by the server); valid: %s" % (where, name, ", ".join(sorted(SERVER_FLAGS))))
@@ -588,10 +610,6 @@ def server_flags(host_flags, unit):
 def server_flag_problems(flags):
     """What tensorflow_model_server refuses at start in a unit's flags (server_flags), in its words."""
     problems = []
-    if flags.get("batching_parameters_file") and not flags.get("enable_batching"):
-        problems.append("batching_parameters_file needs enable_batching: true (the server refuses to start: "
-                        "server_options.batching_parameters_file is set without setting "
-                        "server_options.enable_batching to true.)")
     if all(flags.get(name, 0) > 0 for name in OP_THREAD_FLAGS + ("tensorflow_session_parallelism",)):
         problems.append("tensorflow_session_parallelism with tensorflow_intra_op_parallelism and "
                         "tensorflow_inter_op_parallelism: the server refuses to start (Either configure "
@@ -632,6 +650,8 @@ def server_command(unit, flags=None, poll_seconds=5):
         "grpc_channel_arguments": "grpc.so_reuseport=0",
     }
     rendered.update(server_flags(flags, unit))
+    if unit.get("batching"):
+        rendered.update({"enable_batching": True, "batching_parameters_file": batching.CONTAINER_FILE})
     if unit.get("metrics_path"):
         rendered["monitoring_config_file"] = CONTAINER_MONITORING_CONFIG
     rendered.update({

@@ -30,7 +30,8 @@ import ipaddress
 import json
 import re
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, metrics, serving_apply
+from ansible_collections.mlserve.tfserving.plugins.module_utils import (batching, firewall, fleet, gateway, gpus,
+                                                                        metrics, serving_apply)
 
 HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
@@ -63,6 +64,8 @@ def host_inputs(name, hostvars, defaults):
         "resources": var("serving_resources") or {},
         "config_dir": var("serving_config_dir"),
         "flags": var("serving_flags") or {},
+        "batching": var("serving_batching") or {},
+        "gpu_host": var("serving_gpu_host"),
         "hardening": dict((name, var("serving_" + name)) for name in serving_apply.HARDENING),
         "monitoring": {"serving_enabled": var("serving_monitoring_enabled"),
                        "serving_path": var("serving_monitoring_path"), "port": var("monitoring_port")},
@@ -163,8 +166,8 @@ def access_problems(settings):
 def _profile(host, groups_served):
     """The inputs that decide a host's units; hosts sharing them share a profile."""
     return json.dumps([sorted(g for g in host["groups"] if g in groups_served), host["port_base"],
-                       host["models_root"], host["image"], host["resources"], host["config_dir"],
-                       _metrics_path(host)], sort_keys=True)
+                       host["models_root"], host["image"], host["resources"], host["batching"],
+                       host["config_dir"], _metrics_path(host)], sort_keys=True)
 
 
 def _metrics_path(host):
@@ -224,8 +227,10 @@ def _groups_served(declarations):
 
 def _share(declaration, host):
     """One host's models and units, from the (validated) declaration."""
-    models = fleet.normalize_models(declaration, {"image": host["image"], "resources": host["resources"],
-                                                  "models_root": host["models_root"]})
+    # Invalid batching defaults are a host problem already; the rest is still derived without them.
+    defaults = {"image": host["image"], "resources": host["resources"], "models_root": host["models_root"],
+                "batching": {} if batching.problems(host["batching"], "") else host["batching"]}
+    models = fleet.normalize_models(declaration, defaults)
     units = fleet.serving_units(models, host["groups"], host["port_base"])
     for unit in units:
         unit["config_dir"] = "%s/%s" % (str(host["config_dir"]).rstrip("/"), unit["name"])
@@ -265,6 +270,9 @@ def host_problems(host, serving, gateway_host, monitor=False):
         problems += [p for p in [_address_problem(host["address"])] if p]
         problems += fleet.image_problems("serving_image", host["image"])
         problems += fleet.flag_problems(host["flags"], "serving_flags")
+        problems += batching.problems(host["batching"], "serving_batching")
+        if not isinstance(host["gpu_host"], bool):
+            problems.append("serving_gpu_host: %r is not true or false" % (host["gpu_host"],))
         problems += serving_apply.hardening_problems(host["hardening"], "serving_")
     if gateway_host:
         settings = host["gateway"]
@@ -426,8 +434,8 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         members = ", ".join(sorted(h for h, v in plan["hosts"].items() if v["profile"] == key))
         problems += _unit_problems(share["units"], members) or fleet.check_port_plan(share["units"], members)
     problems += _shared_addresses(backends)
-    flag_problems, plan["warnings"] = _flag_findings(plan)
-    problems += flag_problems
+    unit_problems, plan["warnings"] = _unit_findings(plan)
+    problems += unit_problems
     plan["firewalls"] = firewall.host_firewalls(
         hosts, dict((h["name"], _profile(h, groups_served)) for h in serving_hosts), gateway_hosts, monitor_hosts)
     plan["monitoring"] = metrics.scrape_plan(plan["host_inputs"], plan, gateway_hosts, monitor_hosts)
@@ -475,14 +483,19 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
     return plan
 
 
-def _flag_findings(plan):
-    """(problems, warnings) of each unit's server flags, its host's serving_flags with its own `flags`."""
+def _unit_findings(plan):
+    """(problems, warnings) of each host's units: their GPUs, and their server flags (the host's
+    serving_flags with their own `flags`)."""
     problems, warnings = [], []
     for host, entry in sorted(plan["hosts"].items()):
+        units = plan["profiles"][entry["profile"]]["units"]
+        gpu_problems, gpu_warnings = gpus.host_findings(units, plan["host_inputs"][host]["gpu_host"] is True)
+        problems += [(p, host) for p in gpu_problems]
+        warnings += [(w, host) for w in gpu_warnings]
         host_flags = plan["host_inputs"][host]["flags"]
         if fleet.flag_problems(host_flags):
             continue  # host_problems has said so already
-        for unit in plan["profiles"][entry["profile"]]["units"]:
+        for unit in units:
             flags = fleet.server_flags(host_flags, unit)
             problems += [("%s: %s" % (unit["name"], p), host) for p in fleet.server_flag_problems(flags)]
             warnings += [(w, host) for w in [fleet.thread_warning(flags, unit)] if w]

@@ -27,7 +27,7 @@ from http.client import HTTPException
 from urllib.error import HTTPError
 from urllib.request import ProxyHandler, build_opener
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet
+from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, gpus
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 SERVER_BINARY = "/usr/bin/tensorflow_model_server"
@@ -397,9 +397,13 @@ def desired_container(unit, restart_policy="unless-stopped", log_options=None, e
     }
     if unit["topology"] == "isolated":
         labels["mlserve.tfserving.version"] = str(unit["versions"][0])
-    # The server reads its monitoring config once, at start: a new path recreates the container.
+    # The server reads its monitoring config and batching parameters once, at
+    # start: a new path or new parameters recreate the container.
     if unit.get("metrics_path"):
         labels["mlserve.tfserving.metrics_path"] = unit["metrics_path"]
+    if unit.get("batching"):
+        labels["mlserve.tfserving.batching"] = hashlib.sha256(batching.render(unit["batching"]).encode("utf-8")
+                                                              ).hexdigest()[:16]
     spec = {
         "name": unit["name"],
         "image": unit["image"],
@@ -435,6 +439,8 @@ def desired_container(unit, restart_policy="unless-stopped", log_options=None, e
         spec["mem_limit"] = resources["memory"]
     if resources.get("cpus") is not None:
         spec["nano_cpus"] = int(round(float(resources["cpus"]) * NANOSECONDS))
+    if unit.get("gpus") is not None:
+        spec["device_requests"] = [gpus.device_request(unit["gpus"])]
     labels[SPEC_LABEL] = hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":"))
                                         .encode("utf-8")).hexdigest()
     return spec
@@ -572,9 +578,13 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
         memory = [p for p in (memory_problem(plan["unit"], plan["steps"][0]["versions"]) for plan in plans) if p]
         if memory:
             raise _Failed(*memory)
+        if client is not None:
+            no_gpus = gpus.engine_problem(units, _engine_runtimes(client, units))
+            if no_gpus:
+                raise _Failed(no_gpus)
         # Configs first: a (re)created container starts with its config, and its mount needs the directory.
         for plan in plans:
-            _write_monitoring(plan, result, check_mode)
+            _write_server_files(plan, result, check_mode)
             _write_step(plan, 0, result, check_mode)
         if client is None:
             for entry in result["units"].values():
@@ -594,17 +604,39 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
     return _finish(result, plans)
 
 
-def _write_monitoring(plan, result, check_mode):
+def server_files(unit):
+    """The files beside models.config that the unit's server reads at start: name -> text, or None for none."""
+    return {MONITORING_FILE: fleet.monitoring_config(unit) if unit.get("metrics_path") else None,
+            batching.FILE: batching.render(unit["batching"]) if unit.get("batching") else None}
+
+
+def _engine_runtimes(client, units):
+    """The engine's runtimes (docker info), asked only when a unit wants GPUs."""
+    from docker.errors import DockerException
+    if not any(u.get("gpus") is not None for u in units):
+        return {}
+    try:
+        return client.info().get("Runtimes") or {}
+    except DockerException as e:
+        raise _Failed("asking the Docker engine for its runtimes: %s" % e)
+
+
+def _write_server_files(plan, result, check_mode):
+    """Write (or remove) the unit's server_files; each change is in the diff, and the spec label restarts it."""
     unit = plan["unit"]
-    if not unit.get("metrics_path"):
-        return
-    path = os.path.join(unit["config_dir"], MONITORING_FILE)
-    text, current = fleet.monitoring_config(unit), read_text(path)
-    if current != text:
+    for name, text in sorted(server_files(unit).items()):
+        path = os.path.join(unit["config_dir"], name)
+        current = read_text(path)
+        if current == text:
+            continue
         if not check_mode:
-            write_text(path, text)
-        plan["monitoring_diff"] = {"before_header": path, "before": current or "", "after_header": path,
-                                   "after": text}
+            if text is None:
+                os.unlink(path)
+            else:
+                write_text(path, text)
+        plan.setdefault("file_diffs", []).append({"before_header": path, "before": current or "",
+                                                  "after_header": path if text is not None else path + " (removed)",
+                                                  "after": text or ""})
 
 
 def _write_step(plan, index, result, check_mode):
@@ -679,8 +711,7 @@ def _finish(result, plans):
     for plan in plans:
         name = plan["unit"]["name"]
         entry = result["units"][name]
-        if "monitoring_diff" in plan:
-            result["diff"].append(plan["monitoring_diff"])
+        result["diff"] += plan.get("file_diffs", [])
         if entry["config_changed"]:
             result["diff"].append({"before_header": plan["path"], "before": plan["current"] or "",
                                    "after_header": plan["path"], "after": plan["written"]})
@@ -691,6 +722,6 @@ def _finish(result, plans):
                 "after_header": "container %s" % name,
                 "after": {"image": spec["image"], "image_id": plan.get("image_id"), "command": spec["command"],
                           "spec": spec["labels"][SPEC_LABEL], "hardening": hardening_of(spec), "status": "running"}})
-    result["changed"] = bool(result["removed"]) or any("monitoring_diff" in p for p in plans) or any(
+    result["changed"] = bool(result["removed"]) or any("file_diffs" in p for p in plans) or any(
         u["container"] not in (None, "unchanged") or u["config_changed"] for u in result["units"].values())
     return result

@@ -603,6 +603,43 @@ def load_servable(name, version, path, tags):
                  % " ".join(sorted(wanted)))
 
 
+def wrap_for_batching(params):
+    """bundle_factory_util.cc WrapSessionForBatching with SharedBatchScheduler::AddQueue's checks.
+
+    Every version's load runs it when --enable_batching is on; a failure
+    fails the load with its status.
+    """
+    log("I", "tensorflow_serving/servables/tensorflow/bundle_factory_util.cc:104",
+        "Wrapping session to perform batch processing")
+
+    def value(field, default):
+        return getattr(params, field).value if params.HasField(field) else default
+
+    def size_t(number):
+        return number % 2 ** 64
+    limit = value("max_batch_size", 1000)
+    sizes = list(params.allowed_batch_sizes)
+    if sizes and sizes[-1] != limit:
+        raise Status("INVALID_ARGUMENT", "Last entry in allowed_batch_sizes must match max_batch_size; last entry "
+                     "was %d; expected %d" % (sizes[-1], limit))
+    splitting = value("enable_large_batch_splitting", False)
+    enqueued = size_t(value("max_enqueued_batches", 10))
+    if not splitting and enqueued == 0:
+        enqueued = 1  # AddQueue keeps models with very low QPS working
+    execution = size_t(value("max_execution_batch_size", params.max_batch_size.value)) if splitting else 1000
+    if size_t(limit) == 0:
+        raise Status("INVALID_ARGUMENT", "input_batch_size_limit must be positive; was 0")
+    if value("batch_timeout_micros", 0) < 0:
+        raise Status("INVALID_ARGUMENT", "batch_timeout_micros must be non-negative; was %d"
+                     % value("batch_timeout_micros", 0))
+    if enqueued == 0:
+        raise Status("INVALID_ARGUMENT", "max_enqueued_batches must be positive; was 0")
+    if splitting and size_t(limit) < execution:
+        # StrCat appends the three values to the sentence, without spaces.
+        raise Status("INVALID_ARGUMENT", "When enable_large_batch_splitting is true, input_batch_size_limit must be "
+                     "greater than or equal to max_execution_batch_size.1%d%d" % (size_t(limit), execution))
+
+
 WARMUP_LOG = "tensorflow_serving/servables/tensorflow/saved_model_warmup_util.cc"
 
 
@@ -1055,6 +1092,8 @@ class ServerCore:
                 time.sleep(self.load_delay)
             try:
                 model = load_servable(name, version, harness.path, self.options["saved_model_tags"])
+                if self.options["batching"] is not None:
+                    wrap_for_batching(self.options["batching"])
                 if self.options["enable_model_warmup"]:
                     run_warmup(model)
                 status = None
@@ -1873,10 +1912,19 @@ def main(argv):
             config = single_model_config(options["model_name"], options["model_base_path"])
         else:
             config = parse_proto_text_file(options["model_config_file"], model_server_config_pb2.ModelServerConfig)
+        options["batching"] = None  # BatchingParameters when --enable_batching is on
         if not options["platform_config_file"]:
             if options["enable_batching"]:
+                options["batching"] = BatchingParameters()
                 if options["batching_parameters_file"]:
-                    parse_proto_text_file(options["batching_parameters_file"], BatchingParameters)
+                    options["batching"] = parse_proto_text_file(options["batching_parameters_file"],
+                                                                BatchingParameters)
+                else:
+                    options["batching"].thread_pool_name.value = "model_server_batch_threads"
+                # SavedModelBundleFactory::Create -> CreateBatchScheduler (SharedBatchScheduler::Create).
+                threads = options["batching"].num_batch_threads
+                if options["batching"].HasField("num_batch_threads") and threads.value < 1:
+                    raise Status("INVALID_ARGUMENT", "num_batch_threads must be positive; was %d" % threads.value)
             elif options["batching_parameters_file"]:
                 raise Status("INVALID_ARGUMENT", "server_options.batching_parameters_file is set without setting "
                              "server_options.enable_batching to true.")

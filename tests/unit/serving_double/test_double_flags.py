@@ -2,7 +2,6 @@
 
 import socket
 
-import pytest
 from double_helpers import free_port, model_config, port_open, wait_for
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet
@@ -123,11 +122,9 @@ def test_model_name_and_base_path_ignored_with_config_file(start_double, models,
     assert d.get("/v1/models/from_flags")[0] == 404
 
 
-@pytest.mark.parametrize("flags", [
-    {"batching_parameters_file": "batching.config"},
-    {"tensorflow_session_parallelism": 2, "tensorflow_intra_op_parallelism": 2, "tensorflow_inter_op_parallelism": 2},
-])
-def test_the_plan_refuses_what_the_server_refuses_at_start_in_its_words(flags, start_double, models):
+def test_the_plan_refuses_the_thread_flags_the_server_refuses_at_start_in_its_words(start_double, models):
+    flags = {"tensorflow_session_parallelism": 2, "tensorflow_intra_op_parallelism": 2,
+             "tensorflow_inter_op_parallelism": 2}
     d = start_double("--model_base_path=%s" % (models / "half_plus"),
                      *["--%s=%s" % (name, value) for name, value in flags.items()])
     assert d.wait_exit() == 255

@@ -428,8 +428,8 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
     (with_model(0, flags={"tensorflow_intra_op_parallelism": "4"}), None,
      "tfserving_models[0].flags.tensorflow_intra_op_parallelism: '4' is not valid; use an integer from 0 to "
      "9223372036854775807 (the server's int64)"),
-    (with_model(0, flags={"enable_batching": "yes"}), None,
-     "tfserving_models[0].flags.enable_batching: 'yes' is not true or false"),
+    (with_model(0, flags={"enable_model_warmup": "yes"}), None,
+     "tfserving_models[0].flags.enable_model_warmup: 'yes' is not true or false"),
     (with_model(1, overrides={2: {"flags": {"rest_api_num_threads": 1.5}}}), None,
      "tfserving_models[1].overrides.2.flags.rest_api_num_threads: 1.5 is not valid; use an integer from 0 to "
      "2147483647 (the server's int32)"),
@@ -447,9 +447,37 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.); set "
      "tensorflow_session_parallelism or the other two (on s1)"),
     (with_model(1, overrides={3: {"flags": {"batching_parameters_file": "/etc/tfserving/batching.config"}}}), None,
-     "tfserving-half_plus_iso-v3: batching_parameters_file needs enable_batching: true (the server refuses to start: "
-     "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.) "
-     "(on s1, s2)"),
+     "tfserving_models[1].overrides.3.flags.batching_parameters_file: set by the collection from the batching "
+     "parameters; declare them in serving_batching or a model's batching instead"),
+    # Batching parameters: TF Serving's fields, and what the server would refuse at start or at each load.
+    (with_model(0, batching={"max_batch": 8}), None,
+     "tfserving_models[0].batching.max_batch: not a field of TF Serving's BatchingParameters; valid: "
+     "allowed_batch_sizes, batch_timeout_micros,"),
+    (with_model(1, overrides={2: {"batching": {"max_batch_size": 8, "allowed_batch_sizes": [8, 4]}}}), None,
+     "tfserving_models[1].overrides.2.batching.allowed_batch_sizes: [8, 4] must be increasing"),
+    (None, hosts(("s1", ["tfserving"], {"serving_batching": {"batch_timeout_micros": -1}})),
+     "serving_batching.batch_timeout_micros: -1 is not valid; use an integer from 0 (on s1)"),
+    (None, hosts(("s1", ["tfserving"], {"serving_batching": ["max_batch_size", 8]})),
+     "serving_batching: ['max_batch_size', 8] must map BatchingParameters fields to values ({} turns batching off) "
+     "(on s1)"),
+    (with_model(0, flags={"enable_batching": True}), None,
+     "tfserving_models[0].flags.enable_batching: set by the collection from the batching parameters"),
+    # GPUs: a form docker run --gpus takes, on GPU hosts, one device per container unless shared.
+    (with_model(0, gpus="two"), None,
+     "tfserving_models[0].gpus: 'two' is not valid; use all, a number of GPUs (1 or more), or a list of device "
+     "indexes or UUIDs"),
+    (with_model(1, overrides={3: {"gpus": [0, 0]}}), None, "tfserving_models[1].overrides.3.gpus: [0, 0] names a "
+                                                            "device twice"),
+    (with_model(0, gpus_shared="yes"), None, "tfserving_models[0].gpus_shared: 'yes' is not true or false"),
+    (with_model(0, gpus=1), None,
+     "tfserving-half_plus: gpus (1) on a host without GPUs (serving_gpu_host: false); serve the model on GPU hosts "
+     "(hosts: a group of them) or set serving_gpu_host: true where they are (on s1, s2)"),
+    (with_model(1, overrides={1: {"gpus": [0]}, 2: {"gpus": ["0"]}}),
+     hosts(("s1", ["tfserving"], {"serving_gpu_host": True})),
+     "GPU 0 is pinned by tfserving-half_plus_iso-v1 and tfserving-half_plus_iso-v2; give each its own device, or "
+     "set gpus_shared: true on their models if they may share it (on s1)"),
+    (None, hosts(("s1", ["tfserving"], {"serving_gpu_host": "yes"})), "serving_gpu_host: 'yes' is not true or false "
+                                                                       "(on s1)"),
     # Addresses.
     (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1:18500"})),
      "tfserving_address: '127.0.0.1:18500' is not a host name or IP address (without a port); the gateway adds "
@@ -461,9 +489,8 @@ def test_bad_input_is_refused_naming_the_variable(decl, inventory, message):
 
 
 def test_flags_of_the_host_the_model_and_the_version_add_up_and_reach_the_command():
-    decl = with_model(1, flags={"rest_api_num_threads": 8, "enable_batching": True},
-                      overrides={3: {"flags": {"rest_api_num_threads": 2,
-                                               "batching_parameters_file": "/etc/tfserving/batching.config"}}})
+    decl = with_model(1, flags={"rest_api_num_threads": 8, "enable_model_warmup": False},
+                      overrides={3: {"flags": {"rest_api_num_threads": 2, "rest_api_timeout_in_ms": 5000}}})
     built = build(decl, hosts(("s1", ["tfserving"], {"serving_flags": {"grpc_max_threads": 4,
                                                                        "rest_api_num_threads": 16},
                                                      "firewall_enabled": False})))
@@ -472,14 +499,44 @@ def test_flags_of_the_host_the_model_and_the_version_add_up_and_reach_the_comman
 
     def flags(name):
         return [f for f in fleet.server_command(units[name], {"grpc_max_threads": 4, "rest_api_num_threads": 16})
-                if f.split("=")[0] in ("--grpc_max_threads", "--rest_api_num_threads", "--enable_batching",
-                                       "--batching_parameters_file")]
+                if f.split("=")[0] in ("--grpc_max_threads", "--rest_api_num_threads", "--enable_model_warmup",
+                                       "--rest_api_timeout_in_ms")]
     assert flags("tfserving-half_plus") == ["--grpc_max_threads=4", "--rest_api_num_threads=16"]
-    assert flags("tfserving-half_plus_iso-v1") == ["--enable_batching=true", "--grpc_max_threads=4",
+    assert flags("tfserving-half_plus_iso-v1") == ["--enable_model_warmup=false", "--grpc_max_threads=4",
                                                    "--rest_api_num_threads=8"]
-    assert flags("tfserving-half_plus_iso-v3") == ["--batching_parameters_file=/etc/tfserving/batching.config",
-                                                   "--enable_batching=true", "--grpc_max_threads=4",
-                                                   "--rest_api_num_threads=2"]
+    assert flags("tfserving-half_plus_iso-v3") == ["--enable_model_warmup=false", "--grpc_max_threads=4",
+                                                   "--rest_api_num_threads=2", "--rest_api_timeout_in_ms=5000"]
+
+
+def test_batching_of_the_host_is_replaced_by_a_model_s_and_a_version_s_and_reaches_the_command():
+    decl = with_model(1, batching={"max_batch_size": 16}, overrides={3: {"batching": {}}})
+    built = build(decl, hosts(("s1", ["tfserving"], {"serving_batching": {"max_batch_size": 8},
+                                                     "firewall_enabled": False})))
+    assert built["problems"] == []
+    units = dict((u["name"], u) for u in built["profiles"][built["hosts"]["s1"]["profile"]]["units"])
+    assert [units[n]["batching"] for n in ("tfserving-half_plus", "tfserving-half_plus_iso-v1",
+                                           "tfserving-half_plus_iso-v3")] == [
+        {"max_batch_size": 8}, {"max_batch_size": 16}, {}]
+    command = fleet.server_command(units["tfserving-half_plus_iso-v1"])
+    assert "--enable_batching=true" in command and "--batching_parameters_file=/etc/tfserving/batching.config" in command
+    assert not any("batching" in flag for flag in fleet.server_command(units["tfserving-half_plus_iso-v3"]))
+    # Hosts with other batching defaults have other units: they do not share a profile.
+    two = build(decl, hosts(("s1", ["tfserving"], {"firewall_enabled": False}),
+                            ("s2", ["tfserving"], {"serving_batching": {"max_batch_size": 8}, "firewall_enabled": False,
+                                                   "tfserving_port_base": 18600})))
+    assert two["hosts"]["s1"]["profile"] != two["hosts"]["s2"]["profile"]
+
+
+def test_gpus_on_gpu_hosts_reach_the_units_and_a_gpu_image_without_them_is_a_warning():
+    decl = with_model(1, image="tensorflow/serving:2.19.0-gpu", gpus_shared=True,
+                      overrides={1: {"gpus": [0]}, 2: {"gpus": [0]}})
+    built = build(decl, hosts(("s1", ["tfserving"], {"serving_gpu_host": True, "firewall_enabled": False})))
+    assert built["problems"] == []
+    units = dict((u["name"], u) for u in built["profiles"][built["hosts"]["s1"]["profile"]]["units"])
+    assert [units["tfserving-half_plus_iso-v%d" % v]["gpus"] for v in (1, 2, 3)] == [[0], [0], None]
+    assert built["warnings"] == [
+        "tfserving-half_plus_iso-v3: image tensorflow/serving:2.19.0-gpu without gpus: the container gets no GPU and "
+        "serves on the CPU; declare gpus for it (on s1)"]
 
 
 def test_more_op_threads_than_cpus_is_a_warning_naming_the_unit_and_both_figures():

@@ -9,7 +9,7 @@ import time
 import docker
 import pytest
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, serving_apply as sa
+from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, serving_apply as sa
 
 from ...conftest import FIXTURES
 from ...serving_double.double_helpers import Double, free_port, http
@@ -509,6 +509,43 @@ def test_the_monitoring_config_is_written_beside_models_config_and_the_server_an
     assert [d["before"] for d in third["diff"] if d["before_header"] == path] == [fleet.monitoring_config(unit)]
     assert sa.read_text(path) == fleet.monitoring_config(moved)
     assert metrics_page(unit, "/metrics") == 200 and metrics_page(unit, "/monitoring/prometheus/metrics") == 404
+
+
+def batched_unit(tmp_path, params, name="tfserving-half_plus", **kw):
+    """A unit with batching; the double reads its batching.config where it is on this machine."""
+    unit = make_unit(tmp_path, name=name, batching=params, **kw)
+    unit["command"] = unit["command"] + ["--batching_parameters_file=%s" % os.path.join(unit["config_dir"],
+                                                                                        "batching.config")]
+    return unit
+
+
+def test_batching_parameters_reach_the_server_and_a_change_restarts_only_their_unit(tmp_path, servers):
+    s = servers()
+    params = {"max_batch_size": 8, "batch_timeout_micros": 1000, "allowed_batch_sizes": [4, 8]}
+    unit = batched_unit(tmp_path, params)
+    plain = make_unit(tmp_path, "tfserving-plain")
+    path = os.path.join(unit["config_dir"], "batching.config")
+    first = s.apply([unit, plain])
+    assert "--enable_batching=true" in unit["command"] and "--enable_batching=true" not in plain["command"]
+    assert sa.read_text(path) == batching.render(params)
+    assert {"before_header": path, "before": "", "after_header": path, "after": batching.render(params)} in first["diff"]
+    assert not os.path.exists(os.path.join(plain["config_dir"], "batching.config"))
+    # The server wrapped each version's session for batching, as TF Serving logs it.
+    assert s.running[unit["name"]].stderr().count("Wrapping session to perform batch processing") == 2
+    assert "Wrapping session" not in s.running[plain["name"]].stderr()
+    assert s.apply([unit, plain])["changed"] is False
+    # New parameters: the server reads them at start, so its container is recreated; the other stays.
+    wider = batched_unit(tmp_path, dict(params, max_batch_size=16, allowed_batch_sizes=[4, 16]))
+    second = s.apply([wider, plain])
+    assert [second["units"][u["name"]]["container"] for u in (unit, plain)] == ["recreated", "unchanged"]
+    assert [d["before"] for d in second["diff"] if d["before_header"] == path] == [batching.render(params)]
+    assert "max_batch_size { value: 16 }" in sa.read_text(path)
+    # Batching off: the file goes, and the container starts without it.
+    third = s.apply([make_unit(tmp_path), plain])
+    assert third["units"][unit["name"]]["container"] == "recreated" and not os.path.exists(path)
+    assert {"before_header": path, "before": batching.render(wider["batching"]),
+            "after_header": path + " (removed)", "after": ""} in third["diff"]
+    assert "Wrapping session" not in s.running[unit["name"]].stderr()
 
 
 def test_unchanged_units_cost_one_status_request_each(tmp_path, servers, monkeypatch):
