@@ -114,8 +114,8 @@ plan:
     profiles:
       description:
         - Shares by profile key. C(units) are the containers (name, model, topology, versions, labels, image, resources,
-          flags, grpc_port, rest_port, host_path, container_path, config_dir, metrics_path); C(models) the normalized
-          models the host serves.
+          flags, batching, gpus, gpus_shared, grpc_port, rest_port, host_path, container_path, config_dir,
+          metrics_path); C(models) the normalized models the host serves.
       type: dict
     gateways:
       description:

@@ -38,6 +38,9 @@ options:
         C(grpc_port), C(rest_port), C(host_path) (the versions on the host), C(container_path) (where the
         container sees them), C(resources) (optional C(memory) such as C(2g) and C(cpus) such as C(1.5)) and
         C(config_dir) (the host directory that holds the unit's C(models.config), mounted at C(/etc/tfserving)).
+      - A unit with C(batching) (TF Serving's C(BatchingParameters) fields) gets a C(batching.config) beside its
+        C(models.config); a unit with C(gpus) (C(all), a count, or device IDs) a GPU device request, refused
+        before anything changes when the host's Docker engine has no NVIDIA Container Toolkit.
       - A unit with C(metrics_path) (such as C(/monitoring/prometheus/metrics)) gets a C(monitoring.config) beside
         its C(models.config) and C(--monitoring_config_file), so that the server answers Prometheus at that path
         on its REST port.
