@@ -100,6 +100,11 @@ DOUBLE_VERSION = "2.21.0-test-double"
 # ---------------------------------------------------------------- logging (glog look-alike, stderr)
 
 _log_lock = threading.Lock()
+# TensorFlow's logging: VLOG(n) lines print when TF_CPP_MAX_VLOG_LEVEL >= n.
+try:
+    VLOG_LEVEL = int(os.environ.get("TF_CPP_MAX_VLOG_LEVEL", "0") or 0)
+except ValueError:
+    VLOG_LEVEL = 0
 
 
 def log(level, where, message):
@@ -609,6 +614,11 @@ def wrap_for_batching(params):
     Every version's load runs it when --enable_batching is on; a failure
     fails the load with its status.
     """
+    if VLOG_LEVEL >= 1:
+        # GetPerModelBatchingParams's VLOG(1): the parameters, as DebugString prints them.
+        log("I", "tensorflow_serving/servables/tensorflow/bundle_factory_util.cc:80",
+            "Wrapping session to perform batch processing using session config batching params: %s"
+            % text_format.MessageToString(params))
     log("I", "tensorflow_serving/servables/tensorflow/bundle_factory_util.cc:104",
         "Wrapping session to perform batch processing")
 

@@ -51,6 +51,18 @@ def test_a_batched_version_loads_and_the_server_logs_its_wrapping(start_double, 
     assert d.stderr().count("Wrapping session to perform batch processing") == 1
 
 
+def test_at_vlog_level_1_the_server_logs_the_parameters_it_read(start_double, models, tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text(batching.render({"max_batch_size": 8, "num_batch_threads": 2}))
+    d = start_double("--model_name=half_plus", "--model_base_path=%s" % (models / "half_plus"),
+                     "--enable_batching=true", "--batching_parameters_file=%s" % path,
+                     env={"TF_CPP_MAX_VLOG_LEVEL": "1"})
+    d.wait_rest()
+    d.wait_states("half_plus", {3: "AVAILABLE"})
+    assert ("Wrapping session to perform batch processing using session config batching params: max_batch_size {\n"
+            "  value: 8\n}\nnum_batch_threads {\n  value: 2\n}\n") in d.stderr()
+
+
 @pytest.mark.parametrize("params, error", [
     ({"max_batch_size": 8, "allowed_batch_sizes": [4, 6]},
      "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 6; expected 8"),
