@@ -584,7 +584,7 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
                 raise _Failed(no_gpus)
         # Configs first: a (re)created container starts with its config, and its mount needs the directory.
         for plan in plans:
-            _write_server_files(plan, result, check_mode)
+            _write_server_files(plan, check_mode)
             _write_step(plan, 0, result, check_mode)
         if client is None:
             for entry in result["units"].values():
@@ -621,7 +621,7 @@ def _engine_runtimes(client, units):
         raise _Failed("asking the Docker engine for its runtimes: %s" % e)
 
 
-def _write_server_files(plan, result, check_mode):
+def _write_server_files(plan, check_mode):
     """Write (or remove) the unit's server_files; each change is in the diff, and the spec label restarts it."""
     unit = plan["unit"]
     for name, text in sorted(server_files(unit).items()):
