@@ -36,6 +36,8 @@ def task_seconds(report):
     seconds = collections.Counter()
     for play in report["plays"]:
         for task in play["tasks"]:
+            if "end" not in task["task"]["duration"]:
+                continue  # a task that ran on no host (a meta task, an empty loop) has no end
             span = [datetime.datetime.strptime(task["task"]["duration"][k], "%Y-%m-%dT%H:%M:%S.%fZ")
                     for k in ("start", "end")]
             seconds[task["task"]["name"]] += (span[1] - span[0]).total_seconds()
