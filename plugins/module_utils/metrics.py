@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet
@@ -237,6 +238,29 @@ def scrape_plan(hosts, plan, gateway_names, monitor_names):
     url = ("http://%s" % _url(hosts[monitors[0]]["address"], hosts[monitors[0]]["monitoring"]["port"])
            if monitors and _port(hosts[monitors[0]]["monitoring"]["port"]) else None)
     return {"url": url, "servers": servers, "versions": versions, "gateways": gateways}
+
+
+def compact_scrape_plan(scrape):
+    """The scrape plan as a task result carries it: `servers` and `versions` as one JSON text, `targets`.
+
+    Ansible processes a task result object by object, and `versions` has a
+    probe per served version on every host (100,000 at 200 hosts x 500
+    units); the same lists as one text cost it almost nothing.
+    """
+    if "targets" in scrape:  # compacted before
+        return scrape
+    compact = dict((key, value) for key, value in scrape.items() if key not in ("servers", "versions"))
+    compact["targets"] = json.dumps({"servers": scrape["servers"], "versions": scrape["versions"]},
+                                    separators=(",", ":"))
+    return compact
+
+
+def scrape_targets(scrape):
+    """(servers, versions) of a scrape plan, compact or not."""
+    if "targets" in scrape:
+        targets = json.loads(scrape["targets"])
+        return targets["servers"], targets["versions"]
+    return scrape.get("servers") or [], scrape.get("versions") or []
 
 
 def host_problems(host, serving, gateway_host, monitor):

@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Prometheus for the fleet: what it scrapes and probes, from the plan's monitoring part.
 
-Standard library only; plugins/filter/monitoring.py wraps these functions and
-roles/monitoring writes their results into prometheus.yml.
+plugins/filter/monitoring.py wraps these functions and roles/monitoring writes
+their results into prometheus.yml.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+
+from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics
 
 # The module of the blackbox exporter that probes one version's status URL
 # (roles/monitoring/templates/blackbox.yml.j2 defines it).
@@ -42,18 +44,20 @@ def _static(target, labels):
 def scrape_configs(monitoring, prometheus, blackbox):
     """The scrape_configs of prometheus.yml, one job per kind of target.
 
-    `monitoring`: the plan's monitoring part (servers, versions, gateways);
+    `monitoring`: the plan's monitoring part (servers, versions, gateways;
+    servers and versions compact or not, metrics.compact_scrape_plan);
     `prometheus` and `blackbox`: where Prometheus and the blackbox exporter
     listen, as `address:port` (a wildcard address is reached on loopback).
     Every target carries the labels the alert rules group by.
     """
     monitoring = monitoring or {}
+    servers, versions = metrics.scrape_targets(monitoring)
     jobs = [{"job_name": "prometheus", "static_configs": [{"targets": [prometheus]}]}]
     # Each server's metrics path rides on its target: one job for all of them.
     jobs.append({"job_name": "tfserving", "static_configs": [
         _static(s["target"], {"host": s["host"], "container": s["container"], "model": s["model"],
                               "__metrics_path__": s["metrics_path"]})
-        for s in monitoring.get("servers") or []]})
+        for s in servers]})
     # The blackbox exporter asks each version's URL; Prometheus asks the
     # exporter, naming the URL as the probe's target and as the instance.
     jobs.append({
@@ -62,7 +66,7 @@ def scrape_configs(monitoring, prometheus, blackbox):
         "params": {"module": [PROBE_MODULE]},
         "static_configs": [_static(v["url"], {"host": v["host"], "container": v["container"], "model": v["model"],
                                               "version": v["version"]})
-                           for v in monitoring.get("versions") or []],
+                           for v in versions],
         "relabel_configs": [
             {"source_labels": ["__address__"], "target_label": "__param_target"},
             {"source_labels": ["__param_target"], "target_label": "instance"},

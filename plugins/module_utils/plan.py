@@ -193,6 +193,17 @@ def declaration_differences(me, declaration, others):
     return problems
 
 
+def is_plain(value):
+    """Whether `value` (an inventory variable as written) holds no Jinja template: it reads the same on every host."""
+    if isinstance(value, str):
+        return not any(marker in value for marker in ("{{", "{%", "{#"))
+    if isinstance(value, dict):
+        return all(is_plain(k) and is_plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(is_plain(v) for v in value)
+    return True
+
+
 def served_hosts(declaration, groups):
     """The hosts that serve the declaration or render the gateway."""
     names = set(groups.get("gateway") or [])
@@ -516,8 +527,9 @@ def _memory_problems(plan):
 
 
 def for_ansible(plan, parts=None):
-    """The plan as the action returns it: only `parts` (all when None), and
-    each gateway's upstream blocks as text instead of server lists.
+    """The plan as the action returns it: only `parts` (all when None), each
+    gateway's upstream blocks as text instead of server lists, and the
+    monitoring part's targets as one text (metrics.compact_scrape_plan).
 
     Ansible processes a task result object by object; a large fleet's server
     lists (a pool per version times every host) would cost it seconds per
@@ -535,4 +547,6 @@ def for_ansible(plan, parts=None):
             compact["grpc_pools"] = [dict((k, v) for k, v in g.items() if k != "servers") for g in routing["grpc_pools"]]
             gateways[host] = compact
         out["gateways"] = gateways
+    if "monitoring" in out:
+        out["monitoring"] = metrics.compact_scrape_plan(plan["monitoring"])
     return out

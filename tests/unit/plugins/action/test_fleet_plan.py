@@ -294,6 +294,30 @@ def test_a_declaration_only_some_hosts_read_is_refused(tmp_path):
             in " ".join(output.split())), output
 
 
+@pytest.mark.parametrize("override", [
+    # Plain data of its own on one host.
+    {"tfserving_models": declaration()[:1]},
+    # The same template on every host, reading a variable that differs on one.
+    {"first_only": True},
+], ids=["plain", "templated"])
+def test_a_host_that_reads_another_declaration_is_refused(tmp_path, override):
+    templated = "{{ models[:1] if first_only | default(false) else models }}"
+    shared = {"tfserving_models": declaration()} if "tfserving_models" in override else {
+        "models": declaration(), "tfserving_models": templated}
+    rc, output, _ = run_action(tmp_path, {"all": {
+        "vars": dict(shared, ansible_connection="local"),
+        "children": {"tfserving": {"hosts": {"s1": {}, "s2": override}}, "gateway": {"hosts": {"gw": {}}}}}})
+    assert rc != 0
+    assert "tfserving_models on s2 differs from the one on s1" in " ".join(output.split()), output
+
+
+def test_only_a_template_makes_a_declaration_read_differently_on_another_host():
+    assert plan.is_plain(declaration()) and plan.is_plain([{"name": "a", "versions": [1], "labels": {"s": 1}}])
+    for marked in ("{{ models }}", "a {% if x %}b{% endif %}", "{# note #}"):
+        assert not plan.is_plain([{"name": "a", "source": marked}])
+        assert not plan.is_plain({marked: 1})
+
+
 def test_the_action_returns_server_lines_as_nginx_text_and_only_the_parts_asked_for():
     built = build(drained=["s1"])
     compact = plan.for_ansible(built)

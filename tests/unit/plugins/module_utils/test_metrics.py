@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import yaml
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics
+from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics, monitoring
 
 WHERE = "rollout_steps[0].analysis"
 GOOD = {"window": "60s", "min_requests": 200, "max_error_ratio": 0.01, "max_p99_ms": 50}
@@ -241,6 +241,19 @@ def test_without_a_monitoring_host_there_is_no_url_but_still_targets():
     assert len(scrape["servers"]) == 2 and len(scrape["gateways"]) == 1
     assert metrics.scrape_plan(HOSTS, {"hosts": {}, "profiles": {}}, [], []) == {
         "url": None, "servers": [], "versions": [], "gateways": []}
+
+
+def test_the_compact_scrape_plan_of_a_task_result_gives_the_same_targets_and_prometheus_the_same_jobs():
+    scrape = metrics.scrape_plan(HOSTS, PLAN, ["gw"], ["mon"])
+    compact = metrics.compact_scrape_plan(scrape)
+    # One text instead of a dict per target; the rest as it was.
+    assert sorted(compact) == ["gateways", "targets", "url"] and isinstance(compact["targets"], str)
+    assert (compact["url"], compact["gateways"]) == (scrape["url"], scrape["gateways"])
+    assert metrics.scrape_targets(compact) == metrics.scrape_targets(scrape) == (scrape["servers"], scrape["versions"])
+    # Compacting a compact plan (a plan taken again later in the run) changes nothing.
+    assert metrics.compact_scrape_plan(compact) is compact
+    assert monitoring.scrape_configs(compact, "127.0.0.1:9090", "127.0.0.1:9115") == monitoring.scrape_configs(
+        scrape, "127.0.0.1:9090", "127.0.0.1:9115")
 
 
 def test_ports_that_are_not_ports_are_left_to_the_problems_not_scraped():
