@@ -120,51 +120,14 @@ action:
   returned: always
 """
 
-import hashlib
 import os
 import re
 import signal
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-def read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
-def loaded_sum(contents):
-    """What `cat files | sha256sum` prints, the form loaded_file has always had."""
-    return "%s  -\n" % hashlib.sha256(b"".join(contents)).hexdigest()
-
-
-def write(path, content, mode, directory_mode=0o755):
-    """content at path by an atomic rename, so that nginx never reads half a file."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, directory_mode)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".mlserve-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(temporary, mode)
-        os.rename(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def remove(path):
-    if os.path.lexists(path):
-        os.unlink(path)
-        return True
-    return False
+from ansible_collections.mlserve.tfserving.plugins.module_utils.config_files import (
+    differs, file_options, loaded_sum, mode_of, read, remove, write)
 
 
 def master_pid(pid_file):
@@ -208,19 +171,13 @@ def normalized(entries, default_mode, problems, option):
         if not path or os.path.isabs(path) or ".." in path.split("/"):
             problems.append("%s[%d].path: %r is not a path relative to root" % (option, index, path))
             continue
-        mode = default_mode if entry["mode"] is None else entry["mode"]
         try:
-            mode = int(mode, 8) if isinstance(mode, str) else int(mode)
+            mode = mode_of(entry, default_mode)
         except ValueError:
-            problems.append("%s[%d].mode: %r is not an octal mode such as 0644" % (option, index, mode))
+            problems.append("%s[%d].mode: %r is not an octal mode such as 0644" % (option, index, entry["mode"]))
             continue
         result.append({"path": path, "content": entry["content"].encode("utf-8"), "mode": mode})
     return result
-
-
-def file_options(secret):
-    return dict(path=dict(type="str", required=True), content=dict(type="str", required=True, no_log=secret),
-                mode=dict(type="raw"))
 
 
 def main():
@@ -250,8 +207,7 @@ def main():
         module.fail_json(msg="nginx_config: " + "; ".join(problems))
 
     root = p["root"]
-    written = [entry for entry in files if read(os.path.join(root, entry["path"])) != entry["content"]
-               or (os.stat(os.path.join(root, entry["path"])).st_mode & 0o7777) != entry["mode"]]
+    written = [entry for entry in files if differs(os.path.join(root, entry["path"]), entry["content"], entry["mode"])]
     removed = [path for path in p["absent"] if os.path.lexists(os.path.join(root, path))]
     pid = master_pid(p["pid_file"])
     total = loaded_sum([entry["content"] for entry in files])

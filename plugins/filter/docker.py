@@ -1,0 +1,36 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlserve maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The docker role's checks of its settings and of the host, before anything changes."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+def docker_problems(settings, facts, host):
+    """One message per problem: the install method's repository, the NVIDIA toolkit's, the host's system.
+
+    `settings`: the role's variables without the `docker_` prefix; `facts`: the host's ansible_facts.
+    """
+    problems = []
+    if settings["install_method"] == "upstream" and not (settings["upstream_repo_url"]
+                                                         and settings["upstream_repo_key_url"]):
+        problems.append(
+            "docker_install_method is 'upstream' but docker_upstream_repo_url ('%s') or docker_upstream_repo_key_url "
+            "('%s') is empty: set both to Docker's apt repository for this distribution and its signing key, or use "
+            "docker_install_method 'distribution'." % (settings["upstream_repo_url"], settings["upstream_repo_key_url"]))
+    if settings["nvidia_toolkit"] and not (settings["nvidia_repo_url"] and settings["nvidia_repo_key_url"]):
+        problems.append(
+            "docker_nvidia_toolkit is true but docker_nvidia_repo_url ('%s') or docker_nvidia_repo_key_url ('%s') is "
+            "empty: set both to NVIDIA's apt repository for the toolkit (or your mirror of it) and its signing key, or "
+            "set docker_nvidia_toolkit to false." % (settings["nvidia_repo_url"], settings["nvidia_repo_key_url"]))
+    if facts.get("os_family") != "Debian":
+        problems.append("mlserve.tfserving.docker supports Debian and Ubuntu hosts; %s runs %s (os_family %s)."
+                        % (host, facts.get("distribution") or "an unknown system", facts.get("os_family") or "unknown"))
+    return problems
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"docker_problems": docker_problems}

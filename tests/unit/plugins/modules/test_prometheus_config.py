@@ -1,0 +1,167 @@
+"""mlserve.tfserving.prometheus_config against a real Prometheus (Debian's) on 127.0.0.1, in a directory of the test's own.
+
+There is no systemd here: the service's main process is the test's Prometheus, and its log is
+Prometheus's standard error.
+"""
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.mlserve.tfserving.plugins.modules import prometheus_config as module
+
+from ...ports import free_port
+from .module_docs import assert_documentation_matches
+
+RULES = "groups:\n  - name: %s\n    rules:\n      - record: job:up:sum\n        expr: sum(up)\n"
+
+
+class Prometheus:
+    def __init__(self, base):
+        self.base, self.port = base, free_port()
+        self.config, self.rules = str(base / "prometheus.yml"), str(base / "rules" / "fleet.yml")
+        self.loaded_file, self.log = str(base / "loaded.sha256"), str(base / "prometheus.log")
+        os.makedirs(os.path.dirname(self.rules))
+        for entry in self.files("first"):
+            with open(entry["path"], "w") as f:
+                f.write(entry["content"])
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                ["prometheus", "--config.file=" + self.config, "--web.listen-address=127.0.0.1:%d" % self.port,
+                 "--storage.tsdb.path=" + str(base / "data")], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while module.reload_gauges(self.metrics_url(), "prometheus") is None:
+            assert time.monotonic() < deadline and self.process.poll() is None, open(self.log).read()
+            time.sleep(0.1)
+
+    def metrics_url(self):
+        return "http://127.0.0.1:%d/metrics" % self.port
+
+    def files(self, group, config_extra="", check=True):
+        return [{"path": self.rules, "content": RULES % group, "check": ["promtool", "check", "rules", "%s"] if check else []},
+                {"path": self.config, "content": "global:\n  scrape_interval: 1m\n%srule_files:\n  - %s\n"
+                 % (config_extra, self.rules), "check": ["promtool", "check", "config", "%s"] if check else []}]
+
+    def args(self, files, **extra):
+        return dict({"files": files, "service": "prometheus", "metrics_url": self.metrics_url(),
+                     "metric_prefix": "prometheus", "loaded_file": self.loaded_file, "timeout": 20}, **extra)
+
+    def groups(self):
+        """The rule groups Prometheus runs now."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/rules" % self.port, timeout=5) as reply:
+            return [group["name"] for group in json.load(reply)["data"]["groups"]]
+
+    def live(self, path):
+        with open(path) as f:
+            return f.read()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def prometheus(tmp_path, monkeypatch):
+    running = Prometheus(tmp_path)
+    monkeypatch.setattr(module, "main_pid", lambda _module, service: running.process.pid)
+    monkeypatch.setattr(module, "journal", lambda _module, service, since: open(running.log).read()[-2000:])
+    yield running
+    running.stop()
+
+
+def run(capsys, args, check_mode=False, diff=False):
+    with patch_module_args(dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_new_rules_are_checked_put_in_place_and_loaded_before_the_module_returns(capsys, prometheus):
+    assert prometheus.groups() == ["first"]
+    result = run(capsys, prometheus.args(prometheus.files("second")))
+    assert result["changed"] and result["action"] == "reload" and result["written"] == [prometheus.rules]
+    assert prometheus.groups() == ["second"]
+    again = run(capsys, prometheus.args(prometheus.files("second")))
+    assert not again["changed"] and again["action"] == "none"
+
+
+def test_files_in_place_that_prometheus_never_loaded_are_loaded_by_the_next_run(capsys, prometheus):
+    run(capsys, prometheus.args(prometheus.files("first")))
+    # A run that failed after writing: the file is live, Prometheus still runs the old one.
+    with open(prometheus.rules, "w") as f:
+        f.write(RULES % "second")
+    assert prometheus.groups() == ["first"]
+    result = run(capsys, prometheus.args(prometheus.files("second")))
+    assert result["changed"] and result["written"] == [] and result["action"] == "reload"
+    assert prometheus.groups() == ["second"]
+
+
+def test_each_file_is_checked_with_the_files_before_it_in_place(capsys, prometheus):
+    # As on a fresh host: `promtool check config` refuses a configuration whose rule file does not exist.
+    os.unlink(prometheus.rules)
+    os.unlink(prometheus.config)
+    result = run(capsys, prometheus.args(prometheus.files("second")))
+    assert result["action"] == "reload" and result["written"] == [prometheus.rules, prometheus.config]
+    assert prometheus.groups() == ["second"]
+
+
+def test_a_file_its_check_refuses_changes_no_file_and_nothing_loaded(capsys, prometheus):
+    stamp = module.reload_gauges(prometheus.metrics_url(), "prometheus")[1]
+    files = prometheus.files("second")
+    files[0]["content"] = files[0]["content"].replace("sum(up)", "sum(up")
+    result = run(capsys, prometheus.args(files))
+    assert result["failed"] and not result["changed"]
+    assert result["msg"].startswith("promtool refused the new %s; prometheus keeps running the "
+                                    "configuration it loaded. It said: " % prometheus.rules)
+    assert "unclosed left parenthesis" in result["msg"]
+    assert prometheus.live(prometheus.rules) == RULES % "first" and prometheus.groups() == ["first"]
+    assert module.reload_gauges(prometheus.metrics_url(), "prometheus")[1] == stamp
+    assert os.listdir(os.path.dirname(prometheus.rules)) == ["fleet.yml"]
+
+
+def test_a_configuration_prometheus_refuses_to_load_fails_the_run_with_its_log_and_the_next_run_loads_again(
+        capsys, prometheus):
+    run(capsys, prometheus.args(prometheus.files("first")))
+    # No check, so that Prometheus itself is the one to refuse it.
+    refused = prometheus.files("second", config_extra="scrape_configs:\n  - job_name: x\n    scrape_interval: 1h\n"
+                                                      "    scrape_timeout: 2h\n", check=False)
+    result = run(capsys, prometheus.args(refused))
+    assert result["failed"]
+    assert result["msg"].startswith("prometheus refused the configuration written (%s does not report a successful "
+                                    "load after the reload); its log: " % prometheus.metrics_url())
+    assert "Error reloading config" in result["msg"] and "scrape timeout greater than scrape interval" in result["msg"]
+    assert prometheus.groups() == ["first"]
+    result = run(capsys, prometheus.args(prometheus.files("second")))
+    assert result["action"] == "reload" and prometheus.groups() == ["second"]
+
+
+def test_check_mode_shows_the_diff_and_a_restart_for_a_file_read_at_start_and_changes_nothing(capsys, prometheus):
+    run(capsys, prometheus.args(prometheus.files("first")))
+    flags = {"path": str(prometheus.base / "flags"), "content": 'ARGS="--x"\n', "check": ["sh", "-n", "%s"],
+             "restart": True}
+    result = run(capsys, prometheus.args(prometheus.files("second") + [flags]), check_mode=True, diff=True)
+    assert result["changed"] and result["action"] == "restart"
+    assert result["written"] == [prometheus.rules, flags["path"]]
+    assert result["diff"][0]["before"] == RULES % "first" and result["diff"][0]["after"] == RULES % "second"
+    assert prometheus.live(prometheus.rules) == RULES % "first" and not os.path.exists(flags["path"])
+    assert prometheus.groups() == ["first"]
+
+
+def test_bad_input_is_named_before_anything_is_written(capsys, prometheus):
+    result = run(capsys, prometheus.args([{"path": "prometheus.yml", "content": ""},
+                                          {"path": "/x.yml", "content": "", "check": ["promtool", "check", "config"]},
+                                          {"path": "/y.yml", "content": "", "mode": "rw"}]))
+    assert result["failed"]
+    assert result["msg"] == ("prometheus_config: files[0].path: 'prometheus.yml' is not an absolute path; "
+                             "files[1].check: ['promtool', 'check', 'config'] has no %s for the file to check; "
+                             "files[2].mode: 'rw' is not an octal mode such as 0644")
+    assert not os.path.exists("/x.yml")
+
+
+def test_the_documentation_is_the_argument_spec(monkeypatch):
+    assert_documentation_matches(monkeypatch, module, ["written", "action"])
