@@ -1,7 +1,10 @@
-"""A module's DOCUMENTATION, EXAMPLES and RETURN against what its main() really builds."""
+"""A module's DOCUMENTATION, EXAMPLES and RETURN against what its main() really builds; its main() run in-process."""
+
+import json
 
 import pytest
 import yaml
+from ansible.module_utils.testing import patch_module_args
 
 
 def assert_documentation_matches(monkeypatch, module, return_keys):
@@ -28,3 +31,13 @@ def assert_documentation_matches(monkeypatch, module, return_keys):
         assert doc.get("required", False) == option.get("required", False), name
     yaml.safe_load(module.EXAMPLES)
     assert set(yaml.safe_load(module.RETURN)) == set(return_keys)
+
+
+def module_runner(module):
+    """run(capsys, args, check_mode=False, diff=False): the module's main() on these arguments, its JSON result."""
+    def run(capsys, args, check_mode=False, diff=False):
+        with patch_module_args(dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)):
+            with pytest.raises(SystemExit):
+                module.main()
+        return json.loads(capsys.readouterr().out)
+    return run

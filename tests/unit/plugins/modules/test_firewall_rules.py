@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -30,6 +31,11 @@ class Namespace:
     def __init__(self, base):
         self.holder = subprocess.Popen(["unshare", "-n", "sleep", "300"])
         self.path, self.base = str(base / "tfserving" / "firewall.nft"), base
+        # Until unshare has run, the holder is in this machine's namespace: nothing may enter it before.
+        deadline = time.monotonic() + 10
+        while os.readlink("/proc/%d/ns/net" % self.holder.pid) == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline and self.holder.poll() is None, "unshare -n did not start"
+            time.sleep(0.01)
 
     def enter(self, argv, **kwargs):
         return subprocess.run(["nsenter", "-t", str(self.holder.pid), "-n"] + argv, capture_output=True, text=True,

@@ -6,13 +6,12 @@ import subprocess
 import urllib.request
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.modules import nginx_config as module
 
 from ...gateway.render import stop_nginx
 from ...ports import free_port
-from .module_docs import assert_documentation_matches
+from .module_docs import assert_documentation_matches, module_runner
 
 
 class Gateway:
@@ -65,11 +64,7 @@ def gateway(tmp_path):
     running.stop()
 
 
-def run(capsys, args, check_mode=False, diff=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(capsys.readouterr().out)
+run = module_runner(module)
 
 
 def test_a_new_route_is_checked_put_in_place_and_served_once_the_old_workers_are_gone(capsys, gateway):

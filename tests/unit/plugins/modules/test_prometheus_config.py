@@ -11,12 +11,11 @@ import time
 import urllib.request
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.modules import prometheus_config as module
 
 from ...ports import free_port
-from .module_docs import assert_documentation_matches
+from .module_docs import assert_documentation_matches, module_runner
 
 RULES = "groups:\n  - name: %s\n    rules:\n      - record: job:up:sum\n        expr: sum(up)\n"
 
@@ -74,11 +73,7 @@ def prometheus(tmp_path, monkeypatch):
     running.stop()
 
 
-def run(capsys, args, check_mode=False, diff=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(capsys.readouterr().out)
+run = module_runner(module)
 
 
 def test_new_rules_are_checked_put_in_place_and_loaded_before_the_module_returns(capsys, prometheus):

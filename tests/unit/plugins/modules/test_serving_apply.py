@@ -1,24 +1,18 @@
 """mlserve.tfserving.serving_apply: the AnsibleModule glue around the engine."""
 
-import json
 import os
 import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import serving_apply as engine
 from ansible_collections.mlserve.tfserving.plugins.modules import serving_apply as module
 
 from ..module_utils.test_serving_apply import FakeClient, make_unit
-from .module_docs import assert_documentation_matches
+from .module_docs import assert_documentation_matches, module_runner
 
 
-def run(capsys, args, check_mode=False, diff=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(capsys.readouterr().out)
+run = module_runner(module)
 
 
 @pytest.fixture

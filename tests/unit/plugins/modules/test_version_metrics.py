@@ -6,12 +6,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics
 from ansible_collections.mlserve.tfserving.plugins.modules import version_metrics as module
 
-from .module_docs import assert_documentation_matches
+from .module_docs import assert_documentation_matches, module_runner
 
 V2 = {"model": "half_plus", "version": 2}
 GATE = {"window": "60s", "min_requests": 200, "max_error_ratio": 0.01, "max_p99_ms": 50}
@@ -106,11 +105,7 @@ def clock(monkeypatch):
     return fake
 
 
-def run(capsys, args, check_mode=False):
-    with patch_module_args(dict(args, _ansible_check_mode=check_mode)):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(capsys.readouterr().out)
+run = module_runner(module)
 
 
 def test_documentation_matches_the_argument_spec(monkeypatch):
