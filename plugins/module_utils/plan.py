@@ -31,7 +31,7 @@ import json
 import re
 
 from ansible_collections.mlserve.tfserving.plugins.module_utils import (batching, firewall, fleet, gateway, gpus,
-                                                                        metrics, serving_apply)
+                                                                        hardening, metrics)
 
 HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
@@ -66,7 +66,7 @@ def host_inputs(name, hostvars, defaults):
         "flags": var("serving_flags") or {},
         "batching": var("serving_batching") or {},
         "gpu_host": var("serving_gpu_host"),
-        "hardening": dict((name, var("serving_" + name)) for name in serving_apply.HARDENING),
+        "hardening": dict((name, var("serving_" + name)) for name in hardening.HARDENING),
         "monitoring": {"serving_enabled": var("serving_monitoring_enabled"),
                        "serving_path": var("serving_monitoring_path"), "port": var("monitoring_port")},
         "firewall": dict((key[len("firewall_"):], var(key)) for key in firewall.VARIABLES),
@@ -284,7 +284,7 @@ def host_problems(host, serving, gateway_host, monitor=False):
         problems += batching.problems(host["batching"], "serving_batching")
         if not isinstance(host["gpu_host"], bool):
             problems.append("serving_gpu_host: %r is not true or false" % (host["gpu_host"],))
-        problems += serving_apply.hardening_problems(host["hardening"], "serving_")
+        problems += hardening.hardening_problems(host["hardening"], "serving_")
     if gateway_host:
         settings = host["gateway"]
         for key in ("http_port", "status_port", "https_port"):

@@ -224,7 +224,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, serving_apply
+from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, hardening, serving_apply
 
 
 def main():
@@ -238,20 +238,20 @@ def main():
                                 choices=["no", "always", "on-failure", "unless-stopped"]),
             log_options=dict(type="dict", default={"max-size": "10m", "max-file": "3"}),
             environment=dict(type="dict", default={}),
-            user=dict(type="str", default=serving_apply.HARDENING["user"]),
-            read_only=dict(type="bool", default=serving_apply.HARDENING["read_only"]),
-            tmpfs=dict(type="dict", default=serving_apply.HARDENING["tmpfs"]),
-            cap_drop=dict(type="list", elements="str", default=serving_apply.HARDENING["cap_drop"]),
-            no_new_privileges=dict(type="bool", default=serving_apply.HARDENING["no_new_privileges"]),
-            pids_limit=dict(type="int", default=serving_apply.HARDENING["pids_limit"]),
+            user=dict(type="str", default=hardening.HARDENING["user"]),
+            read_only=dict(type="bool", default=hardening.HARDENING["read_only"]),
+            tmpfs=dict(type="dict", default=hardening.HARDENING["tmpfs"]),
+            cap_drop=dict(type="list", elements="str", default=hardening.HARDENING["cap_drop"]),
+            no_new_privileges=dict(type="bool", default=hardening.HARDENING["no_new_privileges"]),
+            pids_limit=dict(type="int", default=hardening.HARDENING["pids_limit"]),
             remove_undeclared=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=300),
         ),
         supports_check_mode=True,
     )
     params = dict(module.params)
-    params["hardening"] = dict((name, params.pop(name)) for name in serving_apply.HARDENING)
-    problems = serving_apply.hardening_problems(params["hardening"])
+    params["hardening"] = dict((name, params.pop(name)) for name in hardening.HARDENING)
+    problems = hardening.hardening_problems(params["hardening"])
     if problems:
         module.fail_json(msg="%s: %s" % (params["host"], "; ".join(problems)), changed=False)
     flags, poll = params.pop("flags"), params.pop("config_poll_seconds")

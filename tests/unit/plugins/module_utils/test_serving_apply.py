@@ -9,7 +9,7 @@ import time
 import docker
 import pytest
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, serving_apply as sa
+from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, hardening, serving_apply as sa
 
 from ...conftest import FIXTURES
 from ...serving_double.double_helpers import Double, free_port, http
@@ -241,12 +241,12 @@ def test_hardening_all_off_leaves_the_image_defaults_and_overrides_are_passed_as
 
 
 def test_hardening_problems_name_the_variable_the_value_and_what_is_valid():
-    assert sa.hardening_problems(sa.HARDENING) == [] and sa.hardening_problems(OFF) == []
-    assert sa.hardening_problems({"cap_drop": ["cap_net_raw", "Sys_Admin"], "tmpfs": {"/run": "mode=1777,uid=1"},
+    assert hardening.hardening_problems(sa.HARDENING) == [] and hardening.hardening_problems(OFF) == []
+    assert hardening.hardening_problems({"cap_drop": ["cap_net_raw", "Sys_Admin"], "tmpfs": {"/run": "mode=1777,uid=1"},
                                   "user": "0:0"}) == []
     bad = {"user": "nobody", "read_only": "yes", "tmpfs": {"tmp": "", "/": "", "/t": "size=1m,exec=1,suid"},
            "cap_drop": ["ALL", "NET_RAWW", 3], "no_new_privileges": 1, "pids_limit": -1}
-    assert sa.hardening_problems(bad, "serving_") == [
+    assert hardening.hardening_problems(bad, "serving_") == [
         "serving_user: 'nobody' is not a numeric uid:gid; use e.g. \"65534:65534\" (nobody), or \"\" for the "
         "image's own user",
         "serving_read_only: 'yes' is not true or false",
@@ -259,8 +259,8 @@ def test_hardening_problems_name_the_variable_the_value_and_what_is_valid():
         "serving_pids_limit: -1 is not a number of processes; use a positive integer (threads count), or 0 for "
         "no limit"]
     for value in ("1000", "1000:", ":1000", 1000, "1000:1000 "):
-        assert sa.hardening_problems({"user": value}), value
-    assert sa.hardening_problems({"tmpfs": "/tmp", "cap_drop": "ALL", "pids_limit": True}) == [
+        assert hardening.hardening_problems({"user": value}), value
+    assert hardening.hardening_problems({"tmpfs": "/tmp", "cap_drop": "ALL", "pids_limit": True}) == [
         "tmpfs: '/tmp' is not a mapping of container path to mount options, such as "
         "{\"/tmp\": \"rw,noexec,nosuid,size=64m\"}; {} mounts none",
         "cap_drop: 'ALL' is not a list of capabilities, such as [ALL]; [] drops none",
