@@ -263,6 +263,22 @@ def _routes_with_metadata(plan):
     return [route for route in plan["routes"] if route["kind"] != "status"]
 
 
+def client_endpoint(settings, address):
+    """Where clients reach one gateway, from its settings (gateway_<name> without the prefix).
+
+    `address`: the host's inventory address. Returns `address` (its listen
+    address, or the inventory address when it listens on every address),
+    `url` (the REST base URL: https on gateway_https_port when TLS is on)
+    and `key_header` (the header that carries an API key).
+    """
+    listen = settings.get("listen_address")
+    host = address if listen in (None, "", "0.0.0.0", "::") else listen
+    tls = bool(settings.get("tls_certificate"))
+    return {"address": host, "key_header": settings.get("api_key_header"),
+            "url": "%s://%s:%s" % ("https" if tls else "http", "[%s]" % host if ":" in host else host,
+                                   settings.get("https_port") if tls else settings.get("http_port"))}
+
+
 def route_table(plan, rest_url, grpc_address):
     """Every route of one gateway, REST and gRPC, as a client uses it.
 

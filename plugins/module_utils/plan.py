@@ -467,6 +467,7 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
             "grpc_tls": bool(settings.get("tls_certificate")) and not settings.get("grpc_plaintext"),
             "client_certificates": bool(settings.get("tls_certificate") and settings.get("tls_client_ca"))})
         problems += [p for p in routing.pop("problems") if p not in problems]
+        routing["client"] = gateway.client_endpoint(settings, host["address"])
         # A host in both groups: its gateway must not listen on its serving ports.
         own = plan["hosts"].get(host["name"])
         serving_ports = dict((u[key], "%s (%s)" % (u["name"], kind)) for u in (

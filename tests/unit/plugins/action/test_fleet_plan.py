@@ -282,6 +282,9 @@ def test_the_action_plans_a_real_inventory_once(tmp_path):
     assert units[0]["rest_port"] == 18601
     assert sorted(built["gateways"]) == ["gw"]
     assert [p["name"] for p in built["gateways"]["gw"]["pools"]][:2] == ["tfs_half_plus_v1", "tfs_half_plus_v2"]
+    # Where clients reach it, with the gateway role's own defaults (every address, the Authorization header).
+    assert built["gateways"]["gw"]["client"] == {"address": "192.0.2.10", "url": "http://192.0.2.10:18080",
+                                                 "key_header": "Authorization"}
 
 
 def test_a_declaration_only_some_hosts_read_is_refused(tmp_path):

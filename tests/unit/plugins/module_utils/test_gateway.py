@@ -76,6 +76,18 @@ def test_backend_address_falls_back_from_tfserving_address_to_ansible_host_to_na
     assert servers == {("serving1", "127.0.0.1"), ("serving2", "127.0.0.2")}
 
 
+@pytest.mark.parametrize("settings, url, address", [
+    ({"listen_address": "0.0.0.0", "http_port": 80}, "http://gw.example:80", "gw.example"),
+    ({"listen_address": "127.0.0.5", "http_port": 8080}, "http://127.0.0.5:8080", "127.0.0.5"),
+    ({"listen_address": "::", "http_port": 80, "https_port": 8443, "tls_certificate": "/c.pem"},
+     "https://gw.example:8443", "gw.example"),
+    ({"listen_address": "::1", "http_port": 80}, "http://[::1]:80", "::1"),
+])
+def test_clients_reach_a_gateway_at_its_listen_address_or_its_inventory_address(settings, url, address):
+    endpoint = gateway.client_endpoint(dict(settings, api_key_header="X-Key"), "gw.example")
+    assert endpoint == {"url": url, "address": address, "key_header": "X-Key"}
+
+
 def test_each_version_has_its_own_pool_over_every_host_that_serves_it():
     pools = dict((p["name"], [(s["address"], s["port"]) for s in p["servers"]]) for p in make_plan()["pools"])
     # serving1 (base 18500): half_plus (shared) 18500/18501, then half_plus_iso v1..v3 at 18502..18507.
