@@ -327,9 +327,9 @@ def desired_container(unit, restart_policy="unless-stopped", log_options=None, e
     # start: a new path or new parameters recreate the container.
     if unit.get("metrics_path"):
         labels["mlserve.tfserving.metrics_path"] = unit["metrics_path"]
-    if unit.get("batching"):
-        labels["mlserve.tfserving.batching"] = hashlib.sha256(batching.render(unit["batching"]).encode("utf-8")
-                                                              ).hexdigest()[:16]
+    parameters = server_files(unit)[batching.FILE]
+    if parameters:
+        labels["mlserve.tfserving.batching"] = hashlib.sha256(parameters.encode("utf-8")).hexdigest()[:16]
     spec = {
         "name": unit["name"],
         "image": unit["image"],

@@ -228,7 +228,7 @@ def test_prune_never_removes_a_labelled_version():
 def test_a_unit_with_a_metrics_path_reads_its_monitoring_config_beside_models_config():
     [unit] = plan(model())
     unit["metrics_path"] = "/monitoring/prometheus/metrics"
-    command = fleet.server_command(unit, {"enable_batching": True}, poll_seconds=2)
+    command = fleet.server_command(unit, {"tensorflow_intra_op_parallelism": 2}, poll_seconds=2)
     assert "--monitoring_config_file=/etc/tfserving/monitoring.config" in command
     assert command == sorted(command)  # the flags stay in name order, so the spec hash is stable
     assert fleet.monitoring_config(unit) == (
@@ -260,15 +260,15 @@ def test_filters_are_the_module_functions():
 
 def test_server_command_renders_known_flags_in_name_value_form():
     [unit] = plan(model())
-    command = fleet.server_command(unit, {"enable_batching": True, "rest_api_timeout_in_ms": 5000}, poll_seconds=2)
+    command = fleet.server_command(unit, {"rest_api_num_threads": 8, "rest_api_timeout_in_ms": 5000}, poll_seconds=2)
     assert command == [
         "--allow_version_labels_for_unavailable_models=true",
-        "--enable_batching=true",
         "--file_system_poll_wait_seconds=1",
         "--grpc_channel_arguments=grpc.so_reuseport=0",
         "--model_config_file=/etc/tfserving/models.config",
         "--model_config_file_poll_wait_seconds=2",
         "--port=18500",
+        "--rest_api_num_threads=8",
         "--rest_api_port=18501",
         "--rest_api_timeout_in_ms=5000",
     ]
