@@ -1,7 +1,8 @@
 """mlserve.tfserving.prometheus_config against a real Prometheus (Debian's) on 127.0.0.1, in a directory of the test's own.
 
-There is no systemd here: the service's main process is the test's Prometheus, and its log is
-Prometheus's standard error.
+There is no systemd here: the service's main process is the test's Prometheus, `systemctl start` and
+`restart` start it again and return at once (as for a simple service), and its log is Prometheus's
+standard error.
 """
 
 import json
@@ -29,14 +30,26 @@ class Prometheus:
         for entry in self.files("first"):
             with open(entry["path"], "w") as f:
                 f.write(entry["content"])
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                ["prometheus", "--config.file=" + self.config, "--web.listen-address=127.0.0.1:%d" % self.port,
-                 "--storage.tsdb.path=" + str(base / "data")], stdout=log, stderr=subprocess.STDOUT)
+        self.start()
         deadline = time.monotonic() + 30
         while module.reload_gauges(self.metrics_url(), "prometheus") is None:
             assert time.monotonic() < deadline and self.process.poll() is None, open(self.log).read()
             time.sleep(0.1)
+
+    def start(self):
+        """Start Prometheus and return at once, as systemd does for a simple service."""
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                ["prometheus", "--config.file=" + self.config, "--web.listen-address=127.0.0.1:%d" % self.port,
+                 "--storage.tsdb.path=" + str(self.base / "data")], stdout=log, stderr=subprocess.STDOUT)
+
+    def systemctl(self, argv):
+        """What `systemctl start|restart prometheus` does to this Prometheus."""
+        assert argv[1:] in (["start", "prometheus"], ["restart", "prometheus"]), argv
+        if self.process.poll() is None:
+            self.stop()
+        self.start()
+        return 0, "", ""
 
     def metrics_url(self):
         return "http://127.0.0.1:%d/metrics" % self.port
@@ -67,7 +80,11 @@ class Prometheus:
 @pytest.fixture
 def prometheus(tmp_path, monkeypatch):
     running = Prometheus(tmp_path)
-    monkeypatch.setattr(module, "main_pid", lambda _module, service: running.process.pid)
+    monkeypatch.setattr(module, "main_pid",
+                        lambda _module, service: running.process.pid if running.process.poll() is None else None)
+    run_command = module.AnsibleModule.run_command
+    monkeypatch.setattr(module.AnsibleModule, "run_command", lambda self, argv, **kwargs: running.systemctl(argv)
+                        if argv[0] == "systemctl" else run_command(self, argv, **kwargs))
     monkeypatch.setattr(module, "journal", lambda _module, service, since: open(running.log).read()[-2000:])
     yield running
     running.stop()
@@ -145,6 +162,21 @@ def test_check_mode_shows_the_diff_and_a_restart_for_a_file_read_at_start_and_ch
     assert result["diff"][0]["before"] == RULES % "first" and result["diff"][0]["after"] == RULES % "second"
     assert prometheus.live(prometheus.rules) == RULES % "first" and not os.path.exists(flags["path"])
     assert prometheus.groups() == ["first"]
+
+
+def test_a_changed_file_read_at_start_restarts_prometheus_and_a_stopped_one_is_started(capsys, prometheus):
+    run(capsys, prometheus.args(prometheus.files("first")))
+    before = prometheus.process.pid
+    flags = {"path": str(prometheus.base / "flags"), "content": 'ARGS="--x"\n', "check": ["sh", "-n", "%s"],
+             "restart": True}
+    result = run(capsys, prometheus.args(prometheus.files("second") + [flags]))
+    # The module returned once the new process had loaded the new rules.
+    assert result["action"] == "restart" and prometheus.process.pid != before
+    assert prometheus.groups() == ["second"]
+    prometheus.stop()
+    result = run(capsys, prometheus.args(prometheus.files("third") + [flags]))
+    assert result["action"] == "start" and result["written"] == [prometheus.rules]
+    assert prometheus.groups() == ["third"]
 
 
 def test_bad_input_is_named_before_anything_is_written(capsys, prometheus):
