@@ -37,7 +37,8 @@ ROLE_VARIABLES = {
                 "gateway_upstream_keepalive", "gateway_api_keys", "gateway_api_key_header", "gateway_client_rate",
                 "gateway_client_burst", "gateway_model_rate", "gateway_model_burst", "gateway_metrics_enabled",
                 "gateway_mtail_port", "gateway_nginx_exporter_port"),
-    "monitoring": ("monitoring_port",),
+    "monitoring": ("monitoring_port", "monitoring_alertmanager_receivers", "monitoring_alertmanager_route",
+                   "monitoring_alertmanager_inhibit_rules", "monitoring_alertmanager_smtp"),
     "models": ("models_verify",),
 }
 

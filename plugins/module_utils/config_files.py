@@ -32,8 +32,8 @@ def loaded_sum(contents):
     return "%s  -\n" % hashlib.sha256(b"".join(contents)).hexdigest()
 
 
-def temporary(path, content, mode, directory_mode=0o755):
-    """content in a new file beside path (same file system, so a rename is atomic); its path."""
+def temporary(path, content, mode, directory_mode=0o755, gid=None):
+    """content in a new file beside path (same file system, so a rename is atomic), of group `gid`; its path."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, directory_mode)
@@ -41,6 +41,8 @@ def temporary(path, content, mode, directory_mode=0o755):
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
+        if gid is not None:
+            os.chown(name, -1, gid)
         os.chmod(name, mode)
     except BaseException:
         os.unlink(name)
@@ -60,9 +62,12 @@ def remove(path):
     return False
 
 
-def differs(path, content, mode):
-    """Whether the file at path lacks this content or this mode."""
-    return read(path) != content or (os.stat(path).st_mode & 0o7777) != mode
+def differs(path, content, mode, gid=None):
+    """Whether the file at path lacks this content, this mode or (unless None) this group."""
+    if read(path) != content:
+        return True
+    status = os.stat(path)
+    return (status.st_mode & 0o7777) != mode or (gid is not None and status.st_gid != gid)
 
 
 def file_options(secret=False, **extra):

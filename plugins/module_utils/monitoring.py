@@ -97,7 +97,7 @@ def port_problems(ports, listeners=None, host=None):
             continue
         if port in claims:
             problems.append("%s and %s%s both want port %d; give each its own (monitoring_port, "
-                            "monitoring_blackbox_port)" % (claims[port], what, where, port))
+                            "monitoring_blackbox_port, monitoring_alertmanager_port)" % (claims[port], what, where, port))
             continue
         claims[port] = what
         name = (held.get(port) or {}).get("name") or "unknown"

@@ -30,8 +30,8 @@ import ipaddress
 import json
 import re
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import (batching, firewall, fleet, gateway, gpus,
-                                                                        hardening, metrics)
+from ansible_collections.mlserve.tfserving.plugins.module_utils import (alerting, batching, firewall, fleet, gateway,
+                                                                        gpus, hardening, metrics)
 
 HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
@@ -69,6 +69,11 @@ def host_inputs(name, hostvars, defaults):
         "hardening": dict((name, var("serving_" + name)) for name in hardening.HARDENING),
         "monitoring": {"serving_enabled": var("serving_monitoring_enabled"),
                        "serving_path": var("serving_monitoring_path"), "port": var("monitoring_port")},
+        # What is wrong with its Alertmanager settings, not the settings: a webhook URL or an SMTP
+        # password is a secret, and the plan is a task result.
+        "alerting_problems": alerting.problems(
+            var("monitoring_alertmanager_receivers"), var("monitoring_alertmanager_route"),
+            var("monitoring_alertmanager_inhibit_rules"), var("monitoring_alertmanager_smtp")),
         "firewall": dict((key[len("firewall_"):], var(key)) for key in firewall.VARIABLES),
         "gateway": dict((key[len("gateway_"):], _redacted(key, var(key)))
                         for key in sorted(defaults) if key.startswith("gateway_")),
@@ -275,6 +280,8 @@ def _address_problem(address):
 def host_problems(host, serving, gateway_host, monitor=False):
     """Problems of one host's own variables, without the host's name (build_plan adds the hosts)."""
     problems = metrics.host_problems(host, serving, gateway_host, monitor)
+    if monitor:
+        problems += host["alerting_problems"]
     if serving:
         if not _is_port(host["port_base"]):
             problems.append("tfserving_port_base: %r is not a port; use an integer from 1 to 65535" % (host["port_base"],))

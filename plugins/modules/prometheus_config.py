@@ -26,7 +26,8 @@ description:
     restarted when a file read only at start changed (O(files[].restart), such as the command-line flags), or
     started when it is not running.
   - The module then reads O(metrics_url) until the daemon reports a successful load newer than the one before. A
-    load the daemon refuses fails the module, with the daemon's log lines since the reload.
+    load the daemon refuses fails the module, with the daemon's log lines since the reload. A daemon it started or
+    restarted must also answer C(/-/ready) (where it has that page), as Prometheus does once it has read its data.
   - O(loaded_file) records the sum of the files the daemon last loaded. A run that failed between writing and
     loading is therefore loaded by the next run, even though the files are already in place.
 author:
@@ -49,6 +50,9 @@ options:
       mode:
         description: Its mode, such as C(0644) (the default).
         type: raw
+      group:
+        description: Its group, when not root's, such as the daemon's for a file only the daemon may read.
+        type: str
       check:
         description:
           - The command that checks the file before it is put in place, as an argument vector in which C(%s) stands
@@ -113,11 +117,14 @@ action:
   returned: always
 """
 
+import grp
 import os
 import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.error import HTTPError
+from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 from ansible_collections.mlserve.tfserving.plugins.module_utils.config_files import (
     differs, file_options, loaded_sum, mode_of, read, temporary, write)
@@ -164,6 +171,27 @@ def wait_for_load(url, prefix, before, timeout, clock=time):
         clock.sleep(0.2)
 
 
+def ready(url):
+    """Whether the daemon behind `url` (its metrics) says it is ready: /-/ready answers 200, or it has no such page."""
+    try:
+        open_url(urlunsplit(urlsplit(url)._replace(path="/-/ready", query="")), timeout=5).read()
+        return True
+    except HTTPError as e:
+        return e.code == 404
+    except Exception:  # not listening: not ready
+        return False
+
+
+def wait_until_ready(url, timeout, clock=time):
+    """Whether the daemon became ready within `timeout` seconds (a started Prometheus reads its data first)."""
+    deadline = clock.monotonic() + timeout
+    while not ready(url):
+        if clock.monotonic() >= deadline:
+            return False
+        clock.sleep(0.2)
+    return True
+
+
 def journal(module, service, since):
     """The service's log since `since` (seconds since the epoch), its last lines."""
     rc, out, err = module.run_command(["journalctl", "--unit", service, "--since", "@%d" % int(since),
@@ -184,7 +212,12 @@ def normalized(module):
         except ValueError:
             problems.append("files[%d].mode: %r is not an octal mode such as 0644" % (index, entry["mode"]))
             continue
-        files.append(dict(entry, content=entry["content"].encode("utf-8"), mode=mode))
+        try:
+            gid = grp.getgrnam(entry["group"]).gr_gid if entry["group"] else None
+        except KeyError:
+            problems.append("files[%d].group: %r is not a group of this host" % (index, entry["group"]))
+            continue
+        files.append(dict(entry, content=entry["content"].encode("utf-8"), mode=mode, gid=gid))
     if problems:
         module.fail_json(msg="prometheus_config: " + "; ".join(problems))
     return files
@@ -193,7 +226,7 @@ def normalized(module):
 def put_in_place(module, written):
     """Each written file checked beside the live one, then renamed into place, in order; fails naming a refused one."""
     for entry in written:
-        candidate = temporary(entry["path"], entry["content"], entry["mode"])
+        candidate = temporary(entry["path"], entry["content"], entry["mode"], gid=entry["gid"])
         try:
             rc, out, err = module.run_command([arg.replace("%s", candidate) for arg in entry["check"]]) \
                 if entry["check"] else (0, "", "")
@@ -212,7 +245,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             files=dict(type="list", elements="dict", required=True, options=file_options(
-                check=dict(type="list", elements="str", default=[]), restart=dict(type="bool", default=False))),
+                check=dict(type="list", elements="str", default=[]), restart=dict(type="bool", default=False),
+                group=dict(type="str"))),
             service=dict(type="str", required=True),
             metrics_url=dict(type="str", required=True),
             metric_prefix=dict(type="str", required=True),
@@ -223,7 +257,7 @@ def main():
     )
     p = module.params
     files = normalized(module)
-    written = [entry for entry in files if differs(entry["path"], entry["content"], entry["mode"])]
+    written = [entry for entry in files if differs(entry["path"], entry["content"], entry["mode"], entry["gid"])]
     total = loaded_sum([entry["content"] for entry in files])
     pid = main_pid(module, p["service"])
     action = "none"
@@ -259,6 +293,10 @@ def main():
                 % (p["service"], "refused" if outcome == "refused" else "did not confirm", p["metrics_url"], action,
                    "" if outcome == "refused" else " within %d s" % p["timeout"], journal(module, p["service"], since)),
             **result)
+    # What runs next may ask the daemon: a started one answers only once it is ready.
+    if action != "reload" and not wait_until_ready(p["metrics_url"], p["timeout"]):
+        module.fail_json(msg="%s loaded its configuration but was not ready within %d s; its log: %s"
+                             % (p["service"], p["timeout"], journal(module, p["service"], since)), **result)
     write(p["loaded_file"], total.encode("ascii"), 0o644)
     module.exit_json(**result)
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ansible_collections.mlserve.tfserving.plugins.filter.monitoring import FilterModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils import metrics, monitoring
+from ansible_collections.mlserve.tfserving.plugins.module_utils import alerting, metrics, monitoring
 
 from .render import ROLE
 
@@ -65,7 +65,7 @@ def test_a_port_held_by_another_process_is_named():
 def test_one_port_for_both_or_no_port_is_refused():
     assert monitoring.port_problems({"Prometheus": (9090, "prometheus"), "blackbox exporter": (9090, "x")}) == [
         "Prometheus and blackbox exporter both want port 9090; give each its own (monitoring_port, "
-        "monitoring_blackbox_port)"]
+        "monitoring_blackbox_port, monitoring_alertmanager_port)"]
     assert monitoring.port_problems({"Prometheus": (70000, "prometheus"), "blackbox exporter": (True, "x")}) == [
         "Prometheus port 70000 is not a port from 1 to 65535", "blackbox exporter port True is not a port from 1 to 65535"]
 
@@ -74,7 +74,7 @@ def test_the_filters_are_the_module_utils_functions():
     assert FilterModule().filters() == {
         "monitoring_host_port": monitoring.host_port, "monitoring_local_host_port": monitoring.local_host_port,
         "monitoring_port_problems": monitoring.port_problems, "monitoring_scrape_configs": monitoring.scrape_configs,
-        "monitoring_selector": metrics.selector}
+        "monitoring_selector": metrics.selector, "monitoring_alertmanager_config": alerting.config}
 
 
 def test_every_role_variable_has_its_default_in_the_argument_specs():

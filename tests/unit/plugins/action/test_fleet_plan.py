@@ -795,6 +795,13 @@ def test_hosts_that_differ_only_in_their_metrics_path_do_not_share_a_profile():
      "gateway_mtail_port: '3903' is not a port; use an integer from 1 to 65535 (on gw)"),
     (with_monitor(monitoring_port="abc"), "monitoring_port: 'abc' is not a port; use an integer from 1 to 65535 "
                                           "(on mon)"),
+    # Alertmanager's receivers and inhibitions (issue 21): checked before any host changes.
+    (with_monitor(monitoring_alertmanager_receivers=[{"name": "oncall"}]),
+     "monitoring_alertmanager_receivers[0] (oncall): has no webhook_url and no email_to; give it a webhook URL "
+     "(http:// or https://) or an email address (on mon)"),
+    (with_monitor(monitoring_alertmanager_inhibit_rules=[{"equal": ["modle"]}]),
+     "monitoring_alertmanager_inhibit_rules[0].equal: 'modle' is not a label of the collection's alerts; use "
+     "alertname, severity, model, version, label, host, container, instance, job (on mon)"),
     # Prometheus must be let through the serving hosts' firewall by address.
     (with_monitor(ansible_host="mon.example"),
      "firewall_gateway_sources on mon is not set and its address 'mon.example' (tfserving_address, ansible_host or "
@@ -824,6 +831,23 @@ def test_the_action_passes_the_monitoring_group(tmp_path):
     assert built["monitoring"]["gateways"] == [{"host": "gw", "requests": "192.0.2.10:3903",
                                                 "nginx": "192.0.2.10:9113"}]
     assert built["firewalls"]["s1"]["monitors"] == {"mon": ["192.0.2.20"]}
+
+
+def test_alertmanager_settings_are_refused_by_the_action_and_never_shown(tmp_path):
+    secret = "https://hooks.example.com/T000/B000/s3cret-token"
+    rc, output, built = run_action(tmp_path, {"all": {
+        "vars": {"ansible_connection": "local", "tfserving_models": declaration()},
+        "children": {"tfserving": {"hosts": {"s1": {"ansible_host": "192.0.2.1"}}},
+                     "monitoring": {"hosts": {"mon": {
+                         "ansible_host": "192.0.2.20",
+                         "monitoring_alertmanager_receivers": [{"name": "oncall", "webhook_url": secret},
+                                                               {"name": "team", "email_to": "team@example.com"}],
+                         "monitoring_alertmanager_smtp": {"smarthost": "mail.example.com:587",
+                                                          "auth_password": "s3cret-password"}}}}}}})
+    assert rc != 0
+    assert ("monitoring_alertmanager_receivers[1] (team): email_to needs monitoring_alertmanager_smtp.smarthost and "
+            ".from (the mail server and the sender) (on mon)" in " ".join(output.split())), output
+    assert "s3cret" not in output
 
 
 def test_with_tls_the_grpc_routes_are_tls_unless_kept_plaintext():

@@ -5,6 +5,7 @@ There is no systemd here: the service's main process is the test's Prometheus, `
 standard error.
 """
 
+import grp
 import json
 import os
 import subprocess
@@ -32,7 +33,10 @@ class Prometheus:
                 f.write(entry["content"])
         self.start()
         deadline = time.monotonic() + 30
-        while module.reload_gauges(self.metrics_url(), "prometheus") is None:
+        # Its metrics answer before it has read its configuration (the gauge is 0 until then), its API once
+        # it is ready.
+        while (module.reload_gauges(self.metrics_url(), "prometheus") or (False,))[0] is not True \
+                or not module.ready(self.metrics_url()):
             assert time.monotonic() < deadline and self.process.poll() is None, open(self.log).read()
             time.sleep(0.1)
 
@@ -179,14 +183,26 @@ def test_a_changed_file_read_at_start_restarts_prometheus_and_a_stopped_one_is_s
     assert prometheus.groups() == ["third"]
 
 
+def test_a_file_only_the_daemon_s_group_may_read_gets_that_group_and_mode(capsys, prometheus):
+    files = prometheus.files("first")
+    files[0].update(mode="0640", group="daemon")
+    result = run(capsys, prometheus.args(files))
+    assert result["written"] == [prometheus.rules] and result["action"] == "reload"
+    status = os.stat(prometheus.rules)
+    assert (status.st_mode & 0o777, status.st_gid) == (0o640, grp.getgrnam("daemon").gr_gid)
+    assert not run(capsys, prometheus.args(files))["changed"]
+
+
 def test_bad_input_is_named_before_anything_is_written(capsys, prometheus):
     result = run(capsys, prometheus.args([{"path": "prometheus.yml", "content": ""},
                                           {"path": "/x.yml", "content": "", "check": ["promtool", "check", "config"]},
-                                          {"path": "/y.yml", "content": "", "mode": "rw"}]))
+                                          {"path": "/y.yml", "content": "", "mode": "rw"},
+                                          {"path": "/z.yml", "content": "", "group": "no-such-group-mlserve"}]))
     assert result["failed"]
     assert result["msg"] == ("prometheus_config: files[0].path: 'prometheus.yml' is not an absolute path; "
                              "files[1].check: ['promtool', 'check', 'config'] has no %s for the file to check; "
-                             "files[2].mode: 'rw' is not an octal mode such as 0644")
+                             "files[2].mode: 'rw' is not an octal mode such as 0644; "
+                             "files[3].group: 'no-such-group-mlserve' is not a group of this host")
     assert not os.path.exists("/x.yml")
 
 
