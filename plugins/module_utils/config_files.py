@@ -4,9 +4,9 @@
 """Host side: configuration files written whole, and the sum of what a daemon last loaded.
 
 The modules that put a daemon's configuration in place (nginx_config,
-prometheus_config) share these: a file is replaced by an atomic rename, so a
-daemon never reads half of one, and the loaded sum lets the next run find
-files that were written but never loaded.
+prometheus_config, firewall_rules) share these: a file is replaced by an
+atomic rename, so a daemon never reads half of one, and the loaded sum lets
+the next run find files that were written but never loaded.
 """
 
 from __future__ import absolute_import, division, print_function

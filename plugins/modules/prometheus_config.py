@@ -225,16 +225,17 @@ def normalized(module):
 
 def put_in_place(module, written):
     """Each written file checked beside the live one, then renamed into place, in order; fails naming a refused one."""
-    for entry in written:
+    for index, entry in enumerate(written):
         candidate = temporary(entry["path"], entry["content"], entry["mode"], gid=entry["gid"])
         try:
             rc, out, err = module.run_command([arg.replace("%s", candidate) for arg in entry["check"]]) \
                 if entry["check"] else (0, "", "")
             if rc != 0:
+                placed = [before["path"] for before in written[:index]]
                 module.fail_json(
                     msg="%s refused the new %s; %s keeps running the configuration it loaded. It said: %s"
                         % (entry["check"][0], entry["path"], module.params["service"], (err or out).strip()),
-                    written=[], action="none", changed=False)
+                    written=placed, action="none", changed=bool(placed))
             os.rename(candidate, entry["path"])
         finally:
             if os.path.exists(candidate):

@@ -131,13 +131,25 @@ def test_a_file_its_check_refuses_changes_no_file_and_nothing_loaded(capsys, pro
     files = prometheus.files("second")
     files[0]["content"] = files[0]["content"].replace("sum(up)", "sum(up")
     result = run(capsys, prometheus.args(files))
-    assert result["failed"] and not result["changed"]
+    assert result["failed"] and not result["changed"] and result["written"] == []
     assert result["msg"].startswith("promtool refused the new %s; prometheus keeps running the "
                                     "configuration it loaded. It said: " % prometheus.rules)
     assert "unclosed left parenthesis" in result["msg"]
     assert prometheus.live(prometheus.rules) == RULES % "first" and prometheus.groups() == ["first"]
     assert module.reload_gauges(prometheus.metrics_url(), "prometheus")[1] == stamp
     assert os.listdir(os.path.dirname(prometheus.rules)) == ["fleet.yml"]
+
+
+def test_a_refused_file_leaves_the_files_before_it_in_place_and_says_so(capsys, prometheus):
+    files = prometheus.files("second")
+    files[1]["content"] = files[1]["content"].replace("scrape_interval: 1m", "scrape_interval: 1 minute")
+    result = run(capsys, prometheus.args(files))
+    assert result["failed"] and result["changed"] and result["written"] == [prometheus.rules]
+    assert prometheus.live(prometheus.rules) == RULES % "second" and prometheus.groups() == ["first"]
+    # The next good run loads them: the loaded sum does not match.
+    result = run(capsys, prometheus.args(prometheus.files("second")))
+    assert result["action"] == "reload" and result["written"] == []
+    assert prometheus.groups() == ["second"]
 
 
 def test_a_configuration_prometheus_refuses_to_load_fails_the_run_with_its_log_and_the_next_run_loads_again(
