@@ -138,9 +138,12 @@ def main_pid(module, service):
 
 
 def reload_gauges(url, prefix):
-    """(successful, timestamp) from the daemon's metrics, or None when it does not answer."""
+    """(successful, timestamp) from the daemon's metrics, or None when it does not answer.
+
+    Never through a proxy of the environment: the daemon is on this host.
+    """
     try:
-        text = open_url(url, timeout=5).read().decode("utf-8")
+        text = open_url(url, timeout=5, use_proxy=False).read().decode("utf-8")
     except Exception:  # not listening yet, starting, stopping: the caller waits
         return None
     values = {}
@@ -174,7 +177,7 @@ def wait_for_load(url, prefix, before, timeout, clock=time):
 def ready(url):
     """Whether the daemon behind `url` (its metrics) says it is ready: /-/ready answers 200, or it has no such page."""
     try:
-        open_url(urlunsplit(urlsplit(url)._replace(path="/-/ready", query="")), timeout=5).read()
+        open_url(urlunsplit(urlsplit(url)._replace(path="/-/ready", query="")), timeout=5, use_proxy=False).read()
         return True
     except HTTPError as e:
         return e.code == 404

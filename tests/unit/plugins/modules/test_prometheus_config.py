@@ -106,6 +106,15 @@ def test_new_rules_are_checked_put_in_place_and_loaded_before_the_module_returns
     assert not again["changed"] and again["action"] == "none"
 
 
+def test_a_proxy_of_the_environment_is_not_used_to_ask_the_daemon(capsys, prometheus, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    result = run(capsys, prometheus.args(prometheus.files("second")))
+    assert result["action"] == "reload" and not result.get("failed")
+
+
 def test_files_in_place_that_prometheus_never_loaded_are_loaded_by_the_next_run(capsys, prometheus):
     run(capsys, prometheus.args(prometheus.files("first")))
     # A run that failed after writing: the file is live, Prometheus still runs the old one.
