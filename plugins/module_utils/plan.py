@@ -73,7 +73,8 @@ def host_inputs(name, hostvars, defaults):
         # password is a secret, and the plan is a task result.
         "alerting_problems": alerting.problems(
             var("monitoring_alertmanager_receivers"), var("monitoring_alertmanager_route"),
-            var("monitoring_alertmanager_inhibit_rules"), var("monitoring_alertmanager_smtp")),
+            var("monitoring_alertmanager_inhibit_rules"), var("monitoring_alertmanager_smtp"))
+        if "monitoring" in (hostvars.get("group_names") or []) else [],
         "firewall": dict((key[len("firewall_"):], var(key)) for key in firewall.VARIABLES),
         "gateway": dict((key[len("gateway_"):], _redacted(key, var(key)))
                         for key in sorted(defaults) if key.startswith("gateway_")),
