@@ -14,8 +14,9 @@ case "$platform" in
 esac
 
 # Everything a managed host needs before Ansible's first task: python3 for
-# modules, systemd as PID 1, gnupg/ca-certificates for apt repositories.
-packages=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,gnupg,iproute2,procps,sudo
+# modules, systemd as PID 1, gnupg/ca-certificates for apt repositories,
+# sshd and sudo for hosts reached over SSH as a user (lab/tasks/ssh.yml).
+packages=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,gnupg,iproute2,procps,sudo,openssh-server
 
 here=$(cd "$(dirname "$0")" && pwd)
 recipe_hash=$(cat "$0" | sha256sum | cut -c1-12)
@@ -37,6 +38,11 @@ if ! docker image inspect "$tag" >/dev/null 2>&1; then
     ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
   done
   echo "$platform" > "$rootfs/etc/mlserve-lab-platform"
+  # Every host sharing one host key would make them indistinguishable, and
+  # every host's sshd on port 22 of the one loopback would collide: each host
+  # gets its keys and its port when it is created, and only if it asks.
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  rm -f "$rootfs"/etc/systemd/system/multi-user.target.wants/ssh.service "$rootfs"/etc/systemd/system/sshd.service
   # Like a fresh install: no package index yet (roles must refresh it).
   rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   # ... and never refreshed: apt's cache_valid_time reads this directory's age.

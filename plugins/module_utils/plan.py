@@ -86,6 +86,9 @@ API_KEY = re.compile(r"\A[A-Za-z0-9._+/=-][A-Za-z0-9._~+/=-]{15,511}\Z")
 CLIENT_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 RATE = re.compile(r"\A[1-9][0-9]{0,8}r/[sm]\Z")
 HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
+# logrotate's size: bytes, or k, M, G.
+LOG_SIZE = re.compile(r"\A[1-9][0-9]{0,8}[kMG]?\Z")
+LOG_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
 
 
 def _redacted(key, value):
@@ -166,6 +169,21 @@ def access_problems(settings):
                             "or '600r/m', or '' for no limit" % (kind, rate))
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
             problems.append("gateway_%s_burst: %r is not a number of requests (0 or more)" % (kind, burst))
+    return problems
+
+
+def rotation_problems(settings):
+    """Problems of the access log's rotation settings, as logrotate reads them."""
+    problems = []
+    period, size, keep = (settings.get("access_log_rotate_%s" % k) for k in ("period", "size", "keep"))
+    if period not in LOG_PERIODS:
+        problems.append("gateway_access_log_rotate_period: %r is not a period; use one of %s"
+                        % (period, ", ".join(LOG_PERIODS)))
+    if not (isinstance(size, str) and LOG_SIZE.match(size)):
+        problems.append("gateway_access_log_rotate_size: %r is not a size; use bytes, or a number with k, M or G "
+                        "such as '100M'" % (size,))
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        problems.append("gateway_access_log_rotate_keep: %r is not a number of rotated files (1 or more)" % (keep,))
     return problems
 
 
@@ -302,7 +320,7 @@ def host_problems(host, serving, gateway_host, monitor=False):
         if base is not None and not _is_port(base):
             problems.append("gateway_grpc_port_base: %r is not a port; use an integer from 1 to 65535, or null for "
                             "no gRPC listeners" % (base,))
-        problems += access_problems(settings)
+        problems += access_problems(settings) + rotation_problems(settings)
         if bool(settings.get("tls_certificate")) != bool(settings.get("tls_certificate_key")):
             problems.append("gateway_tls_certificate (%s) and gateway_tls_certificate_key (%s) must be set together "
                             "(TLS on) or both left empty (TLS off)"

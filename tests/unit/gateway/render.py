@@ -23,6 +23,7 @@ def render_gateway(built, host, tmp_path, gateway_vars):
         variables = yaml.safe_load(f)
     variables.update(ansible_managed="test", _gateway_plan=plan.for_ansible(built)["gateways"][host],
                      _gateway_nginx_version="1.22.1", _gateway_routes_dir="mlserve",
+                     _gateway_nginx_pid_file="/run/nginx.pid",
                      gateway_access_log=str(tmp_path / "access.log"), gateway_error_log=str(tmp_path / "error.log"))
     variables.update(("gateway_%s" % k, v) for k, v in built["host_inputs"][host]["gateway"].items())
     variables.update(gateway_vars)  # the plan keeps no keys; the role renders them from the variable

@@ -417,6 +417,17 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "'' for no limit (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_model_burst": -1})),
      "gateway_model_burst: -1 is not a number of requests (0 or more) (on gw)"),
+    # The access log's rotation, as logrotate reads it.
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_access_log_rotate_period": "nightly"})),
+     "gateway_access_log_rotate_period: 'nightly' is not a period; use one of hourly, daily, weekly, monthly, yearly "
+     "(on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_access_log_rotate_size": "100MB"})),
+     "gateway_access_log_rotate_size: '100MB' is not a size; use bytes, or a number with k, M or G such as '100M' "
+     "(on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_access_log_rotate_size": 100})),
+     "gateway_access_log_rotate_size: 100 is not a size"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_access_log_rotate_keep": 0})),
+     "gateway_access_log_rotate_keep: 0 is not a number of rotated files (1 or more) (on gw)"),
     # Two serving hosts at one address and port.
     (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500}),
                  ("s2", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500})),
