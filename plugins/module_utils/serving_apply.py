@@ -27,7 +27,7 @@ from http.client import HTTPException
 from urllib.error import HTTPError
 from urllib.request import ProxyHandler, build_opener
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, gpus
+from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, gpus, serving_host
 from ansible_collections.mlserve.tfserving.plugins.module_utils.hardening import HARDENING
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -146,7 +146,7 @@ def wait_unit(unit, target, deadline, settle_until=0.0, status=None, start_failu
     while True:
         if status is None:
             status = model_status(unit)
-        problems = fleet.status_problems(checked, status) or label_problems(unit, target["labels"])
+        problems = serving_host.status_problems(checked, status) or label_problems(unit, target["labels"])
         now = time.monotonic()
         if not problems or now + POLL_SECONDS > deadline or (now >= settle_until
                                                                and _exhausted(target["versions"], status)):
@@ -199,7 +199,7 @@ _SS_LINE = re.compile(r'^\S+\s+\d+\s+\d+\s+\S*:(\d+)\s+\S+(?:\s+users:\(\("([^"]
 
 
 def listening_ports(ss_output):
-    """Listening TCP sockets from `ss -Hltnp`, as fleet.port_use_problems takes them.
+    """Listening TCP sockets from `ss -Hltnp`, as serving_host.port_use_problems takes them.
 
     A socket whose process this host cannot see (another container's, in
     another PID namespace, on the same network) is kept with no name:
@@ -216,10 +216,10 @@ def listening_ports(ss_output):
 
 def port_problems(client, units, ss_output, host):
     """Planned ports held by anything but this collection's running containers (which the run replaces)."""
-    managed = [] if client is None else fleet.managed_ports(
+    managed = [] if client is None else serving_host.managed_ports(
         {"Labels": c.labels, "State": c.status}
-        for c in client.containers.list(filters={"label": fleet.MANAGED_LABEL + "=true"}))
-    return fleet.port_use_problems(units, listening_ports(ss_output), managed, host)
+        for c in client.containers.list(filters={"label": serving_host.MANAGED_LABEL + "=true"}))
+    return serving_host.port_use_problems(units, listening_ports(ss_output), managed, host)
 
 
 def memory_problem(unit, versions):
@@ -248,8 +248,8 @@ def plan_unit(unit):
     path = os.path.join(unit["config_dir"], CONFIG_FILE)
     current = read_text(path)
     status = model_status(unit)
-    step1, step2 = fleet.stage_labels(unit["labels"], unit["versions"], fleet.config_labels(current),
-                                      fleet.available_versions(status))
+    step1, step2 = serving_host.stage_labels(unit["labels"], unit["versions"], serving_host.config_labels(current),
+                                      serving_host.available_versions(status))
     return {"unit": unit, "path": path, "current": current, "status": status,
             "steps": [step1] if step1 == step2 else [step1, step2]}
 
@@ -309,13 +309,13 @@ def desired_container(unit, restart_policy="unless-stopped", log_options=None, e
     `hardening`: settings of HARDENING (name -> value; a missing one takes
     its default), already checked by hardening_problems.
 
-    Labels carry the port plan (read back by fleet.managed_ports) and a hash
+    Labels carry the port plan (read back by serving_host.managed_ports) and a hash
     of everything else, so that a changed spec is found without comparing
     the engine's own rendering of each setting.
     """
     resources = unit.get("resources") or {}
     labels = {
-        fleet.MANAGED_LABEL: "true",
+        serving_host.MANAGED_LABEL: "true",
         "mlserve.tfserving.model": unit["model"],
         "mlserve.tfserving.topology": unit["topology"],
         "mlserve.tfserving.rest_port": str(unit["rest_port"]),
@@ -532,7 +532,7 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
 
 def server_files(unit):
     """The files beside models.config that the unit's server reads at start: name -> text, or None for none."""
-    return {MONITORING_FILE: fleet.monitoring_config(unit) if unit.get("metrics_path") else None,
+    return {MONITORING_FILE: serving_host.monitoring_config(unit) if unit.get("metrics_path") else None,
             batching.FILE: batching.render(unit["batching"]) if unit.get("batching") else None}
 
 
@@ -567,7 +567,7 @@ def _write_server_files(plan, check_mode):
 
 def _write_step(plan, index, result, check_mode):
     unit = plan["unit"]
-    text = fleet.models_config(unit, plan["steps"][index]["labels"], plan["steps"][index]["versions"])
+    text = serving_host.models_config(unit, plan["steps"][index]["labels"], plan["steps"][index]["versions"])
     if text != plan.get("written", plan["current"]):
         if not check_mode:
             write_text(plan["path"], text)
@@ -584,7 +584,7 @@ def _converge_containers(client, plans, result, check_mode, remove_undeclared):
     try:
         if remove_undeclared:
             # Before any unit starts: an undeclared container may hold a port that a unit is about to take.
-            for container in client.containers.list(all=True, filters={"label": fleet.MANAGED_LABEL + "=true"}):
+            for container in client.containers.list(all=True, filters={"label": serving_host.MANAGED_LABEL + "=true"}):
                 if container.name not in names:
                     where = "container %s" % container.name
                     result["diff"].append({"before_header": where, "before": _summary(container),

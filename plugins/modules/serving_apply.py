@@ -224,7 +224,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, hardening, serving_apply
+from ansible_collections.mlserve.tfserving.plugins.module_utils import hardening, serving_apply, serving_host
 
 
 def main():
@@ -255,7 +255,7 @@ def main():
     if problems:
         module.fail_json(msg="%s: %s" % (params["host"], "; ".join(problems)), changed=False)
     flags, poll = params.pop("flags"), params.pop("config_poll_seconds")
-    params["units"] = [dict(unit, command=unit.get("command") or fleet.server_command(unit, flags, poll))
+    params["units"] = [dict(unit, command=unit.get("command") or serving_host.server_command(unit, flags, poll))
                        for unit in params["units"]]
     try:
         client = serving_apply.docker_client(params["host"], module.check_mode)

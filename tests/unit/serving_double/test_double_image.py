@@ -16,7 +16,7 @@ import pytest
 import yaml
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, serving_apply
+from ansible_collections.mlserve.tfserving.plugins.module_utils import serving_apply, serving_host
 from double_helpers import FIXTURES, REPO, free_port, http, wait_for
 from test_double_grpc import predict_request
 
@@ -139,7 +139,7 @@ def applied(image, tmp_path):
                 "labels": {"stable": 1}, "image": image, "grpc_port": free_port(), "rest_port": free_port(),
                 "host_path": str(models / "half_plus"), "container_path": "/models/half_plus", "resources": {},
                 "config_dir": str(tmp_path / "etc" / name)}
-        unit["command"] = fleet.server_command(unit, poll_seconds=1)
+        unit["command"] = serving_host.server_command(unit, poll_seconds=1)
         result = serving_apply.apply(client, units=[unit], host="test", hardening=hardening,
                                      remove_undeclared=False, wait_timeout=60)
         assert result["units"][name]["container"] == "created"

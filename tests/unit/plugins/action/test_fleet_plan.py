@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ansible_collections.mlserve.tfserving.plugins.action import fleet_plan
-from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import firewall, fleet, gateway, plan, serving_host
 
 from ...conftest import FIXTURES, REPO
 
@@ -536,7 +536,7 @@ def test_flags_of_the_host_the_model_and_the_version_add_up_and_reach_the_comman
     units = dict((u["name"], u) for u in built["profiles"][built["hosts"]["s1"]["profile"]]["units"])
 
     def flags(name):
-        return [f for f in fleet.server_command(units[name], {"grpc_max_threads": 4, "rest_api_num_threads": 16})
+        return [f for f in serving_host.server_command(units[name], {"grpc_max_threads": 4, "rest_api_num_threads": 16})
                 if f.split("=")[0] in ("--grpc_max_threads", "--rest_api_num_threads", "--enable_model_warmup",
                                        "--rest_api_timeout_in_ms")]
     assert flags("tfserving-half_plus") == ["--grpc_max_threads=4", "--rest_api_num_threads=16"]
@@ -555,9 +555,9 @@ def test_batching_of_the_host_is_replaced_by_a_model_s_and_a_version_s_and_reach
     assert [units[n]["batching"] for n in ("tfserving-half_plus", "tfserving-half_plus_iso-v1",
                                            "tfserving-half_plus_iso-v3")] == [
         {"max_batch_size": 8}, {"max_batch_size": 16}, {}]
-    command = fleet.server_command(units["tfserving-half_plus_iso-v1"])
+    command = serving_host.server_command(units["tfserving-half_plus_iso-v1"])
     assert "--enable_batching=true" in command and "--batching_parameters_file=/etc/tfserving/batching.config" in command
-    assert not any("batching" in flag for flag in fleet.server_command(units["tfserving-half_plus_iso-v3"]))
+    assert not any("batching" in flag for flag in serving_host.server_command(units["tfserving-half_plus_iso-v3"]))
     # Hosts with other batching defaults have other units: they do not share a profile.
     two = build(decl, hosts(("s1", ["tfserving"], {"firewall_enabled": False}),
                             ("s2", ["tfserving"], {"serving_batching": {"max_batch_size": 8}, "firewall_enabled": False,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tensorflow_serving.config import model_server_config_pb2
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import fleet, plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import plan, serving_host
 
 from ...gateway.render import render_gateway
 from .test_fleet_plan import ROLE_DEFAULTS
@@ -105,7 +105,7 @@ def test_a_declaration_is_refused_naming_a_variable_or_renders_configs_the_serve
         return
     for share in built["profiles"].values():
         for unit in share["units"]:
-            text_format.Parse(fleet.models_config(unit), model_server_config_pb2.ModelServerConfig())
+            text_format.Parse(serving_host.models_config(unit), model_server_config_pb2.ModelServerConfig())
     conf = render_gateway(built, "gw", tmp_path, gateway_vars)
     check = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr + (tmp_path / "mlserve" / "routes.conf").read_text()[:3000]

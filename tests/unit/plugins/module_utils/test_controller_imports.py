@@ -1,4 +1,4 @@
-"""The controller's code (the fleet plan and its action plugin) never imports the code that runs on a host."""
+"""The controller's code (the fleet plan, the action plugins, the filters) never imports the code that runs on a host."""
 
 import ast
 import os
@@ -8,7 +8,7 @@ from ...conftest import REPO
 PLUGINS = os.path.join(REPO, "plugins")
 PREFIX = "ansible_collections.mlserve.tfserving.plugins.module_utils"
 # What only a managed host runs: the container engine and the files of its daemons.
-HOST_ONLY = {"serving_apply", "config_files"}
+HOST_ONLY = {"serving_apply", "serving_host", "config_files"}
 
 
 def module_utils_imported(path):
@@ -32,12 +32,15 @@ def closure(path):
     return seen
 
 
-def test_the_plan_and_its_action_import_no_host_code():
-    for path in ("action/fleet_plan.py", "module_utils/plan.py"):
+def test_the_plan_its_action_and_the_filters_import_no_host_code():
+    controller = ["module_utils/plan.py"] + ["%s/%s" % (kind, name) for kind in ("action", "filter")
+                                            for name in os.listdir(os.path.join(PLUGINS, kind)) if name.endswith(".py")]
+    for path in controller:
         imported = closure(os.path.join(PLUGINS, path))
-        assert "fleet" in imported and not imported & HOST_ONLY, (path, sorted(imported))
+        assert not imported & HOST_ONLY, (path, sorted(imported))
+    assert "fleet" in closure(os.path.join(PLUGINS, "action", "fleet_plan.py"))
 
 
 def test_the_host_modules_are_what_the_check_names():
-    assert "serving_apply" in closure(os.path.join(PLUGINS, "modules", "serving_apply.py"))
+    assert {"serving_apply", "serving_host"} <= closure(os.path.join(PLUGINS, "modules", "serving_apply.py"))
     assert "config_files" in closure(os.path.join(PLUGINS, "modules", "prometheus_config.py"))

@@ -9,7 +9,7 @@ import time
 import docker
 import pytest
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, fleet, hardening, serving_apply as sa
+from ansible_collections.mlserve.tfserving.plugins.module_utils import batching, hardening, serving_apply as sa, serving_host
 
 from ...conftest import FIXTURES
 from ...serving_double.double_helpers import Double, free_port, http
@@ -117,7 +117,7 @@ def make_unit(tmp_path, name="tfserving-half_plus", versions=(1, 2), labels=None
     unit.update(kw)
     # The collection's own command; the double reads the config where it is on this machine
     # (the last flag wins), and a failed load is not retried so that failures show at once.
-    unit["command"] = fleet.server_command(unit, poll_seconds=1) + [
+    unit["command"] = serving_host.server_command(unit, poll_seconds=1) + [
         "--model_config_file=%s" % os.path.join(unit["config_dir"], "models.config"), "--max_num_load_retries=0"]
     return unit
 
@@ -141,7 +141,7 @@ def test_desired_container(tmp_path):
     assert spec["log_config"] == {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
     assert spec["environment"] == {"TZ": "UTC"}
     labels = spec["labels"]
-    assert labels[fleet.MANAGED_LABEL] == "true" and labels["mlserve.tfserving.model"] == "half_plus"
+    assert labels[serving_host.MANAGED_LABEL] == "true" and labels["mlserve.tfserving.model"] == "half_plus"
     assert labels["mlserve.tfserving.rest_port"] == str(unit["rest_port"])
     assert labels["mlserve.tfserving.grpc_port"] == str(unit["grpc_port"])
     assert "mlserve.tfserving.version" not in labels and len(labels[sa.SPEC_LABEL]) == 64
@@ -335,8 +335,8 @@ def test_missing_image_fails_before_removing_anything(tmp_path):
 
 def test_undeclared_managed_containers_are_removed_only(tmp_path):
     client = FakeClient()
-    client.add("tfserving-old", {fleet.MANAGED_LABEL: "true"}, status="exited")
-    client.add("tfserving-kept", {fleet.MANAGED_LABEL: "true"})
+    client.add("tfserving-old", {serving_host.MANAGED_LABEL: "true"}, status="exited")
+    client.add("tfserving-kept", {serving_host.MANAGED_LABEL: "true"})
     client.add("tfserving-mine", {"owner": "someone else"})
     unit = make_unit(tmp_path, "tfserving-kept")
     result = sa.apply(client, check_mode=True, units=[unit], host="h1")
@@ -358,7 +358,7 @@ def test_check_mode_changes_nothing(tmp_path):
                                               "versions": [1, 2], "labels": {"stable": 1}}
     assert result["units"]["tfserving-b"]["container"] == "unchanged"
     config_diffs = [d for d in result["diff"] if d["before_header"].endswith("models.config")]
-    assert [d["after"] for d in config_diffs] == [fleet.models_config(u) for u in units]
+    assert [d["after"] for d in config_diffs] == [serving_host.models_config(u) for u in units]
     assert [d["before_header"] for d in result["diff"] if d["before_header"].startswith("container")] == [
         "container tfserving-a"]
     # No Docker on the host yet: every unit would be created.
@@ -376,7 +376,7 @@ def test_config_is_written_atomically_and_only_when_it_differs(tmp_path):
     unit = make_unit(tmp_path)
     plan = sa.plan_unit(unit)
     result = {"units": {unit["name"]: {"config_changed": False}}}
-    plan["current"] = fleet.models_config(unit, *[plan["steps"][0][k] for k in ("labels", "versions")])
+    plan["current"] = serving_host.models_config(unit, *[plan["steps"][0][k] for k in ("labels", "versions")])
     sa._write_step(plan, 0, result, check_mode=False)
     assert result["units"][unit["name"]]["config_changed"] is False and not os.path.exists(plan["path"])
 
@@ -387,7 +387,7 @@ def test_check_mode_shows_the_monitoring_config_it_would_write(tmp_path):
     assert result["changed"] is True and not os.path.exists(str(tmp_path / "etc"))
     assert result["diff"][0] == {"before_header": os.path.join(unit["config_dir"], "monitoring.config"), "before": "",
                                  "after_header": os.path.join(unit["config_dir"], "monitoring.config"),
-                                 "after": fleet.monitoring_config(unit)}
+                                 "after": serving_host.monitoring_config(unit)}
 
 
 def test_config_poll_seconds_last_flag_wins():
@@ -450,7 +450,7 @@ def test_label_moves_to_a_new_version_in_two_steps(tmp_path, servers):
     assert result["units"][unit["name"]] == {"container": "unchanged", "config_changed": True, "steps": 2,
                                              "versions": [2, 3], "labels": {"stable": 3}}
     assert label_version(unit, "stable") == "3"
-    assert sa.read_text(os.path.join(unit["config_dir"], "models.config")) == fleet.models_config(moved)
+    assert sa.read_text(os.path.join(unit["config_dir"], "models.config")) == serving_host.models_config(moved)
     log = s.running[unit["name"]].stderr()
     assert "not currently available for inference" not in log
     assert "Successfully loaded servable version {name: half_plus version: 3}" in log
@@ -506,8 +506,8 @@ def test_the_monitoring_config_is_written_beside_models_config_and_the_server_an
     moved = dict(unit, metrics_path="/metrics")
     third = s.apply([moved])
     assert third["changed"] is True and third["units"][unit["name"]]["container"] == "recreated"
-    assert [d["before"] for d in third["diff"] if d["before_header"] == path] == [fleet.monitoring_config(unit)]
-    assert sa.read_text(path) == fleet.monitoring_config(moved)
+    assert [d["before"] for d in third["diff"] if d["before_header"] == path] == [serving_host.monitoring_config(unit)]
+    assert sa.read_text(path) == serving_host.monitoring_config(moved)
     assert metrics_page(unit, "/metrics") == 200 and metrics_page(unit, "/monitoring/prometheus/metrics") == 404
 
 
@@ -575,7 +575,7 @@ def test_units_are_waited_for_concurrently(tmp_path, servers):
     elapsed = time.monotonic() - started
     assert all(u["config_changed"] and u["container"] == "unchanged" for u in result["units"].values())
     for unit in units:
-        assert fleet.available_versions(sa.model_status(unit)) == [1, 2]
+        assert serving_host.available_versions(sa.model_status(unit)) == [1, 2]
     # One load each (plus the server's config poll): in sequence they would take count * delay at least.
     assert delay <= elapsed < 0.7 * count * delay, elapsed
 
@@ -590,7 +590,7 @@ def test_a_recreated_container_is_waited_for(tmp_path, servers):
     assert result["units"][unit["name"]]["container"] == "recreated"
     assert s.running[unit["name"]] is not old and old.proc.poll() is not None
     # What the old server answered before must not stand in for the new one.
-    assert fleet.available_versions(sa.model_status(unit)) == [1, 2]
+    assert serving_host.available_versions(sa.model_status(unit)) == [1, 2]
 
 
 def test_hung_servers_are_asked_concurrently(tmp_path, monkeypatch):
@@ -640,7 +640,7 @@ def test_failed_versions_are_reported_in_the_servers_words(tmp_path, servers):
     units = e.value.result["units"]
     assert units["tfserving-fine"]["config_changed"] and units["tfserving-missing"]["steps"] == 2
     assert label_version(missing, "stable") == "2"
-    assert fleet.available_versions(sa.model_status(fine)) == [1, 2]
+    assert serving_host.available_versions(sa.model_status(fine)) == [1, 2]
     assert 7 <= elapsed < 12, elapsed  # the missing version used the whole timeout, and no more
 
 
