@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -26,6 +27,10 @@ class Gateway:
                 f.write(entry["content"])
         subprocess.run(["nginx", "-p", self.base, "-c", os.path.join(self.root, "nginx.conf")], check=True, timeout=30)
         self.master = int(open(self.pid_file).read())
+        # The master forks its workers after it writes its pid file (a busy machine shows the gap).
+        deadline = time.monotonic() + 10
+        while len(module.workers(self.master)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def main(self, extra=""):
         return {"path": "nginx.conf", "content": (
