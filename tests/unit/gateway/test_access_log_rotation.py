@@ -249,3 +249,12 @@ def test_a_handoff_that_waits_too_long_says_so_and_hands_over(holder):
     assert "access-log-handoff: nginx (%s ) still holds the rotated %s after 1s: mtail may miss lines" % (
         (log.parent / "pid").read_text().strip(), log) in run.stderr
     assert os.stat(followed).st_ino == os.stat(log).st_ino
+
+
+def test_linking_again_leaves_the_two_names_only(tmp_path):
+    log, followed = tmp_path / "access.json", tmp_path / "access.json.mtail"
+    for _ in range(2):  # mtail started, then restarted
+        subprocess.run([os.path.join(ROLE, "files", "access-log-handoff"), "--link", str(log), str(followed)],
+                       check=True, timeout=30)
+    assert sorted(os.listdir(tmp_path)) == ["access.json", "access.json.mtail"]
+    assert os.stat(log).st_ino == os.stat(followed).st_ino and os.stat(log).st_nlink == 2
