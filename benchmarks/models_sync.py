@@ -30,7 +30,7 @@ import time
 from lab import REPO, lab_host, task_seconds, timed_playbook
 
 sys.path.insert(0, os.path.join(REPO, "collections"))
-from ansible_collections.mlserve.tfserving.plugins.module_utils.fleet import DEFAULT_MODELS_ROOT  # noqa: E402
+from ansible_collections.mlserve.tfserving.plugins.action.fleet_plan import role_defaults  # noqa: E402
 
 HOST = "mlserve-bench-models"
 TRANSFERRED = re.compile(r"Total transferred file size: ([\d,.]+) bytes")
@@ -125,7 +125,7 @@ def main():
             while f.read(1 << 24):
                 pass
         # Rounds alternate the role and rsync, so that both see the same machine; the ratio is the median's.
-        copy = os.path.join(DEFAULT_MODELS_ROOT, "bench")
+        copy = os.path.join(role_defaults()["tfserving_models_root"], "bench")
         ratios = []
         for n in range(1, args.rounds + 1):
             subprocess.run(["docker", "exec", HOST, "rm", "-rf", "%s/%d" % (copy, big),

@@ -26,7 +26,10 @@ ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "roles")
 # read from the roles' own defaults/main.yml, so there is one default.
 ROLE_VARIABLES = {
     "firewall": firewall.VARIABLES,
-    "serving": ("serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_batching",
+    # tfserving_port_base and tfserving_models_root are collection-wide (the
+    # models, firewall and gateway plans use them too); their home is the
+    # serving role's defaults.
+    "serving": ("tfserving_port_base", "tfserving_models_root", "serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_batching",
                 "serving_gpu_host", "serving_user",
                 "serving_read_only", "serving_tmpfs", "serving_cap_drop", "serving_no_new_privileges",
                 "serving_pids_limit", "serving_monitoring_enabled", "serving_monitoring_path"),
@@ -45,11 +48,11 @@ ROLE_VARIABLES = {
 
 
 def role_defaults():
-    defaults = dict(plan.COLLECTION_DEFAULTS)
+    defaults = {}
     for role, names in ROLE_VARIABLES.items():
         with open(os.path.join(ROLES, role, "defaults", "main.yml")) as f:
             values = yaml.safe_load(f) or {}
-        defaults.update((name, values.get(name)) for name in names)
+        defaults.update((name, values[name]) for name in names)
     return defaults
 
 

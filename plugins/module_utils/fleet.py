@@ -47,14 +47,11 @@ ROUTE_KEYS = ("default", "split", "aliases", "grpc_unversioned")
 # shared model get its newest version, as TF Serving answers them.
 GRPC_UNVERSIONED = ("newest",)
 
-# Where the models role puts versions on a host, and where a serving
-# container sees them and its config.
-DEFAULT_MODELS_ROOT = "/srv/tfserving/models"
+# Where a serving container sees the versions and its config.
 CONTAINER_MODELS_ROOT = "/models"
 CONTAINER_CONFIG = "/etc/tfserving/models.config"
 # Beside it, in the same mounted directory (serving_monitoring_enabled).
 CONTAINER_MONITORING_CONFIG = "/etc/tfserving/monitoring.config"
-DEFAULT_PORT_BASE = 8500
 DEFAULT_GROUP = "tfserving"
 
 
@@ -343,12 +340,12 @@ def normalize_models(models, defaults=None):
     """The declaration with every default filled in; assumes it validated.
 
     `defaults` may set `image`, `resources`, `batching` and `models_root`
-    (where the versions live on the host); each model gains `host_path` and
-    `container_path`. A model's `batching` replaces the default one ({} is
-    off).
+    (where the versions live on a host: its tfserving_models_root); each
+    model gains `container_path`, and `host_path` when `models_root` is
+    given (routing needs neither). A model's `batching` replaces the
+    default one ({} is off).
     """
     defaults = defaults or {}
-    models_root = (defaults.get("models_root") or DEFAULT_MODELS_ROOT).rstrip("/")
     out = []
     for model in models:
         versions = sorted(model["versions"])
@@ -375,9 +372,10 @@ def normalize_models(models, defaults=None):
             "grpc_port": model.get("grpc_port"),
             "overrides": dict((_version_key(k), dict(v)) for k, v in (model.get("overrides") or {}).items()),
             "routes": routes,
-            "host_path": "%s/%s" % (models_root, model["name"]),
             "container_path": "%s/%s" % (CONTAINER_MODELS_ROOT, model["name"]),
         })
+        if defaults.get("models_root"):
+            out[-1]["host_path"] = "%s/%s" % (defaults["models_root"].rstrip("/"), model["name"])
     return out
 
 
@@ -386,7 +384,7 @@ def models_on_host(models, host_groups):
     return [m for m in models if m["hosts"] in host_groups]
 
 
-def serving_units(models, host_groups, port_base=None):
+def serving_units(models, host_groups, port_base):
     """The containers one host runs, with their port plan.
 
     shared: one unit per model serving all its versions and labels.
@@ -394,7 +392,7 @@ def serving_units(models, host_groups, port_base=None):
     Units are ordered by (model, version); unit i gets gRPC port base+2i and
     REST port base+2i+1, skipping ports that another unit pins.
     """
-    port_base = DEFAULT_PORT_BASE if port_base is None else int(port_base)
+    port_base = int(port_base)
     units = []
     for model in sorted(models_on_host(models, host_groups), key=lambda m: m["name"]):
         if model["topology"] == "shared":
@@ -435,7 +433,7 @@ def _unit(model, name, versions, labels, settings):
         "gpus_shared": model["gpus_shared"],
         "grpc_port": settings.get("grpc_port"),
         "rest_port": settings.get("rest_port"),
-        "host_path": model["host_path"],
+        "host_path": model.get("host_path"),
         "container_path": model["container_path"],
     }
 

@@ -35,15 +35,6 @@ from ansible_collections.mlserve.tfserving.plugins.module_utils import (alerting
 
 HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
-# Host variables the plan reads, with the value a host gets when it sets
-# none. Role-prefixed ones come from the roles' defaults/main.yml (the
-# action plugin passes those in); these two are collection-wide.
-COLLECTION_DEFAULTS = {
-    "tfserving_port_base": fleet.DEFAULT_PORT_BASE,
-    "tfserving_models_root": fleet.DEFAULT_MODELS_ROOT,
-}
-
-
 def host_inputs(name, hostvars, defaults):
     """What the plan needs of one inventory host, with defaults filled in.
 

@@ -67,8 +67,9 @@ attributes:
     support: full
     description: Changes nothing anywhere.
 notes:
-  - Host variables not set on a host take the defaults of the roles that own them (C(roles/*/defaults/main.yml)), and
-    C(tfserving_port_base) 8500 and C(tfserving_models_root) C(/srv/tfserving/models).
+  - Host variables not set on a host take the defaults of the roles that own them (C(roles/*/defaults/main.yml)); the
+    collection-wide C(tfserving_port_base) (8500) and C(tfserving_models_root) (C(/srv/tfserving/models)) are the
+    serving role's.
   - Use it with C(run_once), and keep its result for every host with M(ansible.builtin.set_fact).
 """
 

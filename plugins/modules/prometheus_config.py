@@ -28,6 +28,8 @@ description:
   - The module then reads O(metrics_url) until the daemon reports a successful load newer than the one before. A
     load the daemon refuses fails the module, with the daemon's log lines since the reload. A daemon it started or
     restarted must also answer C(/-/ready) (where it has that page), as Prometheus does once it has read its data.
+  - With O(enabled), the service is also enabled at boot, so one task keeps the daemon configured, running and
+    started at boot.
   - O(loaded_file) records the sum of the files the daemon last loaded. A run that failed between writing and
     loading is therefore loaded by the next run, even though the files are already in place.
 author:
@@ -85,6 +87,12 @@ options:
     description: Seconds to wait for the daemon to report the load; the module fails when it has not by then.
     type: int
     default: 60
+  enabled:
+    description:
+      - Whether the service is made to start at boot (C(systemctl enable) when it is not enabled yet).
+      - C(false) leaves the service's start at boot as it is.
+    type: bool
+    default: true
 notes:
   - Supports check mode (what would change, with C(--diff); nothing is written or checked) and diff mode.
 """
@@ -115,9 +123,12 @@ action:
   description: What the daemon was asked to do, C(reload), C(restart), C(start) or C(none).
   type: str
   returned: always
+enabled_changed:
+  description: Whether the service was enabled at boot by this run (or would be, in check mode).
+  type: bool
+  returned: always
 """
 
-import grp
 import os
 import signal
 import time
@@ -127,7 +138,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 from ansible_collections.mlserve.tfserving.plugins.module_utils.config_files import (
-    differs, file_options, loaded_sum, mode_of, read, temporary, write)
+    changed_files, checked_file_options, checked_files, diff_of, loaded_sum, put_in_place, read, write)
 
 
 def main_pid(module, service):
@@ -195,6 +206,11 @@ def wait_until_ready(url, timeout, clock=time):
     return True
 
 
+def enabled_at_boot(module, service):
+    """Whether systemd starts the service at boot."""
+    return module.run_command(["systemctl", "is-enabled", service])[1].strip() == "enabled"
+
+
 def journal(module, service, since):
     """The service's log since `since` (seconds since the epoch), its last lines."""
     rc, out, err = module.run_command(["journalctl", "--unit", service, "--since", "@%d" % int(since),
@@ -203,65 +219,23 @@ def journal(module, service, since):
     return " | ".join(lines[-5:]) or "(nothing logged)"
 
 
-def normalized(module):
-    problems, files = [], []
-    for index, entry in enumerate(module.params["files"]):
-        if not os.path.isabs(entry["path"]):
-            problems.append("files[%d].path: %r is not an absolute path" % (index, entry["path"]))
-        if entry["check"] and not any("%s" in arg for arg in entry["check"]):
-            problems.append("files[%d].check: %r has no %%s for the file to check" % (index, entry["check"]))
-        try:
-            mode = mode_of(entry, 0o644)
-        except ValueError:
-            problems.append("files[%d].mode: %r is not an octal mode such as 0644" % (index, entry["mode"]))
-            continue
-        try:
-            gid = grp.getgrnam(entry["group"]).gr_gid if entry["group"] else None
-        except KeyError:
-            problems.append("files[%d].group: %r is not a group of this host" % (index, entry["group"]))
-            continue
-        files.append(dict(entry, content=entry["content"].encode("utf-8"), mode=mode, gid=gid))
-    if problems:
-        module.fail_json(msg="prometheus_config: " + "; ".join(problems))
-    return files
-
-
-def put_in_place(module, written):
-    """Each written file checked beside the live one, then renamed into place, in order; fails naming a refused one."""
-    for index, entry in enumerate(written):
-        candidate = temporary(entry["path"], entry["content"], entry["mode"], gid=entry["gid"])
-        try:
-            rc, out, err = module.run_command([arg.replace("%s", candidate) for arg in entry["check"]]) \
-                if entry["check"] else (0, "", "")
-            if rc != 0:
-                placed = [before["path"] for before in written[:index]]
-                module.fail_json(
-                    msg="%s refused the new %s; %s keeps running the configuration it loaded. It said: %s"
-                        % (entry["check"][0], entry["path"], module.params["service"], (err or out).strip()),
-                    written=placed, action="none", changed=bool(placed))
-            os.rename(candidate, entry["path"])
-        finally:
-            if os.path.exists(candidate):
-                os.unlink(candidate)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            files=dict(type="list", elements="dict", required=True, options=file_options(
-                check=dict(type="list", elements="str", default=[]), restart=dict(type="bool", default=False),
-                group=dict(type="str"))),
+            files=dict(type="list", elements="dict", required=True,
+                       options=checked_file_options(restart=dict(type="bool", default=False))),
             service=dict(type="str", required=True),
             metrics_url=dict(type="str", required=True),
             metric_prefix=dict(type="str", required=True),
             loaded_file=dict(type="path", required=True),
             timeout=dict(type="int", default=60),
+            enabled=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    files = normalized(module)
-    written = [entry for entry in files if differs(entry["path"], entry["content"], entry["mode"], entry["gid"])]
+    files = checked_files(module, "prometheus_config")
+    written = changed_files(files)
     total = loaded_sum([entry["content"] for entry in files])
     pid = main_pid(module, p["service"])
     action = "none"
@@ -271,16 +245,22 @@ def main():
         action = "restart"
     elif written or read(p["loaded_file"]) != total.encode("ascii"):
         action = "reload"
-    result = dict(changed=action != "none" or bool(written), written=[entry["path"] for entry in written],
-                  action=action)
+    enable = p["enabled"] and not enabled_at_boot(module, p["service"])
+    result = dict(changed=action != "none" or bool(written) or enable, written=[entry["path"] for entry in written],
+                  action=action, enabled_changed=enable)
     if module._diff:
-        result["diff"] = [dict(before_header=entry["path"], after_header=entry["path"],
-                               before=(read(entry["path"]) or b"").decode("utf-8", "replace"),
-                               after=entry["content"].decode("utf-8")) for entry in written]
-    if module.check_mode or not result["changed"]:
+        result["diff"] = diff_of(written)
+    if module.check_mode:
         module.exit_json(**result)
-
-    put_in_place(module, written)
+    put_in_place(module, written, "%s keeps running the configuration it loaded" % p["service"], action="none")
+    if enable:
+        rc, out, err = module.run_command(["systemctl", "enable", p["service"]])
+        if rc != 0:
+            module.fail_json(msg="%s could not be enabled at boot: %s" % (p["service"], (err or out).strip()),
+                             **dict(result, enabled_changed=False))
+    # Files written always call for a start, restart or reload.
+    if action == "none":
+        module.exit_json(**result)
     before = reload_gauges(p["metrics_url"], p["metric_prefix"]) if pid else None
     since = time.time()
     if action == "reload":

@@ -54,6 +54,7 @@ def test_role_defaults_come_from_the_roles_own_defaults_files():
     assert ROLE_DEFAULTS["serving_user"] == "65534:65534" and ROLE_DEFAULTS["serving_pids_limit"] == 4096
     assert ROLE_DEFAULTS["gateway_grpc_port_base"] == 8500
     assert ROLE_DEFAULTS["tfserving_port_base"] == 8500
+    assert ROLE_DEFAULTS["tfserving_models_root"] == "/srv/tfserving/models"
 
 
 def test_each_serving_host_gets_its_units_models_and_config_dirs():

@@ -14,7 +14,11 @@ def model(**overrides):
     return base
 
 
+ROOT = "/srv/tfserving/models"
+
+
 def plan(*models, groups=("tfserving",), port_base=18500, **defaults):
+    defaults.setdefault("models_root", ROOT)
     return fleet.serving_units(fleet.normalize_models(list(models), defaults), list(groups), port_base)
 
 
@@ -111,9 +115,10 @@ def test_normalize_fills_defaults():
     assert m["topology"] == "shared" and m["hosts"] == "tfserving" and m["image"] == "tensorflow/serving:2.19.0"
     assert m["routes"] == {"default": "stable", "split": {}, "aliases": {}}
     assert m["host_path"] == "/data/models/half_plus" and m["container_path"] == "/models/half_plus"
+    # Routing needs no host's directory.
     [m] = fleet.normalize_models([model(versions=[3, 1])])
     assert m["routes"]["default"] == 3 and m["versions"] == [1, 3]
-    assert m["host_path"] == "/srv/tfserving/models/half_plus"
+    assert "host_path" not in m and m["container_path"] == "/models/half_plus"
 
 
 def test_port_plan_is_deterministic_and_unique():
@@ -161,7 +166,7 @@ def test_conflicts_name_both_claimants():
 
 
 def test_sync_plan_copies_missing_and_changed_versions_and_prunes_undeclared_ones():
-    [m] = fleet.normalize_models([model(versions=[1, 2, 3], labels={"stable": 1})])
+    [m] = fleet.normalize_models([model(versions=[1, 2, 3], labels={"stable": 1})], {"models_root": ROOT})
     sources = {"half_plus": [{"version": v, "directory": "%08d" % v, "checksum": "s%d" % v} for v in (1, 2, 3)]}
     copy = [{"version": 1, "checksum": "s1", "directory": "1"}, {"version": 2, "checksum": "old", "directory": "2"},
             {"version": 9, "checksum": "s9", "directory": "9"}]
@@ -173,7 +178,7 @@ def test_sync_plan_copies_missing_and_changed_versions_and_prunes_undeclared_one
 
 
 def test_prune_never_removes_a_labelled_version():
-    m = fleet.normalize_models([model(versions=[2])])[0]
+    m = fleet.normalize_models([model(versions=[2])], {"models_root": ROOT})[0]
     m["labels"] = {"stable": 1}  # as if validation had been bypassed
     sources = {"half_plus": [{"version": 2, "directory": "2", "checksum": "s2"}]}
     sync = fleet.sync_plan([m], sources, [{"versions": [{"version": 1, "directory": "1", "checksum": "s1"}]}], True)

@@ -27,6 +27,7 @@ class Prometheus:
         self.base, self.port = base, free_port()
         self.config, self.rules = str(base / "prometheus.yml"), str(base / "rules" / "fleet.yml")
         self.loaded_file, self.log = str(base / "loaded.sha256"), str(base / "prometheus.log")
+        self.enabled = True
         os.makedirs(os.path.dirname(self.rules))
         for entry in self.files("first"):
             with open(entry["path"], "w") as f:
@@ -48,7 +49,12 @@ class Prometheus:
                  "--storage.tsdb.path=" + str(self.base / "data")], stdout=log, stderr=subprocess.STDOUT)
 
     def systemctl(self, argv):
-        """What `systemctl start|restart prometheus` does to this Prometheus."""
+        """What `systemctl start|restart|is-enabled|enable prometheus` does to this Prometheus."""
+        if argv[1:] == ["is-enabled", "prometheus"]:
+            return (0, "enabled\n", "") if self.enabled else (1, "disabled\n", "")
+        if argv[1:] == ["enable", "prometheus"]:
+            self.enabled = True
+            return 0, "", ""
         assert argv[1:] in (["start", "prometheus"], ["restart", "prometheus"]), argv
         if self.process.poll() is None:
             self.stop()
@@ -227,5 +233,22 @@ def test_bad_input_is_named_before_anything_is_written(capsys, prometheus):
     assert not os.path.exists("/x.yml")
 
 
+def test_a_service_not_started_at_boot_is_enabled_without_a_reload_and_then_left_alone(capsys, prometheus):
+    run(capsys, prometheus.args(prometheus.files("first")))
+    stamp = module.reload_gauges(prometheus.metrics_url(), "prometheus")[1]
+    prometheus.enabled = False
+    checked = run(capsys, prometheus.args(prometheus.files("first")), check_mode=True)
+    assert checked["changed"] and checked["enabled_changed"] and not prometheus.enabled
+    result = run(capsys, prometheus.args(prometheus.files("first")))
+    assert result["changed"] and result["enabled_changed"] and result["action"] == "none"
+    assert prometheus.enabled
+    assert module.reload_gauges(prometheus.metrics_url(), "prometheus")[1] == stamp
+    again = run(capsys, prometheus.args(prometheus.files("first")))
+    assert not again["changed"] and not again["enabled_changed"]
+    prometheus.enabled = False
+    left = run(capsys, prometheus.args(prometheus.files("first"), enabled=False))
+    assert not left["changed"] and not prometheus.enabled
+
+
 def test_the_documentation_is_the_argument_spec(monkeypatch):
-    assert_documentation_matches(monkeypatch, module, ["written", "action"])
+    assert_documentation_matches(monkeypatch, module, ["written", "action", "enabled_changed"])
