@@ -39,7 +39,7 @@ MIB = 1024 * 1024
 # The tasks whose work grows with the bytes of the versions: the
 # controller's read of every source, each host's read of its copies.
 READS = ("Check the declaration, the hosts' variables and every model source, and derive every host's share",
-         "Read the versions already on the host")
+         "Make each model's directory and read the versions already on the host")
 
 
 def changed(report):

@@ -460,8 +460,8 @@ def sync_plan(models, sources, copies, prune=False):
 
     `models`: the host's models (plan profile); `sources`: the plan's
     sources (model -> [{version, directory, checksum}]); `copies`: the
-    model_version_info results (checksums only) of each model's copy on
-    the host, in the order of `models`. A version is copied when its copy
+    model_copies module's `copies` (each with `versions`) on the host, in
+    the order of `models`. A version is copied when its copy
     is missing or differs, from the source's own directory name (which may
     be zero-padded, as in TF Serving's test models) to its canonical
     number. With `prune`, directories of undeclared versions (and their
