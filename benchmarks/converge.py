@@ -5,7 +5,8 @@
 
 lab: recreates the lab hosts (lab/down.yml, lab/up.yml: what `make demo`
   builds), runs `site.yml -i inventories/lab` on them, then again; prints
-  both times, the changed count of the second run (must be 0) and the ratio.
+  both times, the changed count of the second run (must be 0) and the ratio,
+  and the second run's task runs per host (skipped ones included).
 units: one serving host whose versions each take LOAD_SECONDS to load
   (the test double's SERVING_DOUBLE_LOAD_DELAY_SECONDS); times the serving
   role bringing up 2 isolated units, removing them, then bringing up UNITS;
@@ -21,7 +22,7 @@ import shutil
 import sys
 import tempfile
 
-from lab import REPO, lab_host, timed_playbook
+from lab import REPO, lab_host, task_runs, timed_playbook
 
 HOST = "mlserve-bench-units"
 
@@ -37,6 +38,7 @@ def lab():
     second, report = timed_playbook(["site.yml", "-i", "inventories/lab"])
     print("lab site.yml: first %.1f s, unchanged %.1f s (%d changed), unchanged/first %.2f"
           % (first, second, changed(report), second / first))
+    print("unchanged site.yml, task runs per host: %s" % json.dumps(task_runs(report)))
     if changed(report):
         sys.exit("the unchanged site.yml changed %d tasks" % changed(report))
 

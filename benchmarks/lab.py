@@ -31,6 +31,11 @@ def timed_playbook(args, extra_env=None):
     return elapsed, json.loads(proc.stdout)
 
 
+def task_runs(report):
+    """Task results per host of an ansible-playbook json report: every task a host entered, skipped ones included."""
+    return {host: stats["ok"] + stats["failures"] + stats["skipped"] for host, stats in sorted(report["stats"].items())}
+
+
 def task_seconds(report):
     """{task name: wall seconds} of an ansible-playbook json report; a name that runs more than once is summed."""
     seconds = collections.Counter()

@@ -22,7 +22,7 @@ import threading
 import urllib.error
 import urllib.request
 
-from lab import timed_playbook
+from lab import task_runs, timed_playbook
 
 URL = "http://127.0.0.1:18080/v1/models/rollout_demo:predict"
 STEPS = [{"model": "rollout_demo", "versions": [1, 3], "labels": {"stable": 1, "canary": 3},
@@ -47,11 +47,6 @@ class Load(threading.Thread):
                     answer.read()
             except (urllib.error.URLError, OSError) as exc:
                 self.failures.append(str(exc))
-
-
-def task_runs(report):
-    """Task results per host: every task a host entered, skipped ones included."""
-    return {host: stats["ok"] + stats["failures"] + stats["skipped"] for host, stats in sorted(report["stats"].items())}
 
 
 def main():

@@ -21,7 +21,8 @@ description:
   - One task for a role's files instead of a loop of M(ansible.builtin.copy) with C(validate), which costs a module
     run per file even when nothing changed. What the changed files call for (a reload, a restart) is the role's to
     do, from RV(written).
-  - The files belong to root; their directories are made (mode C(0755)) when missing.
+  - A new file belongs to the user the module runs as (root, with C(become)); its directory is made (mode C(0755))
+    when missing.
 author:
   - mlserve maintainers
 options:

@@ -13,7 +13,8 @@ from ...conftest import FIXTURES
 from .module_docs import assert_documentation_matches, module_runner
 
 run = module_runner(module)
-OWNER, GROUP = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+OWNER = pwd.getpwuid(os.getuid()).pw_name
+GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
 def args(*paths, **extra):
