@@ -139,6 +139,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 from ansible_collections.mlserve.tfserving.plugins.module_utils.config_files import (
     changed_files, checked_file_options, checked_files, diff_of, loaded_sum, put_in_place, read, write)
+from ansible_collections.mlserve.tfserving.plugins.module_utils.systemd import enabled, unit_states
 
 
 def main_pid(module, service):
@@ -206,11 +207,6 @@ def wait_until_ready(url, timeout, clock=time):
     return True
 
 
-def enabled_at_boot(module, service):
-    """Whether systemd starts the service at boot."""
-    return module.run_command(["systemctl", "is-enabled", service])[1].strip() == "enabled"
-
-
 def journal(module, service, since):
     """The service's log since `since` (seconds since the epoch), its last lines."""
     rc, out, err = module.run_command(["journalctl", "--unit", service, "--since", "@%d" % int(since),
@@ -245,7 +241,7 @@ def main():
         action = "restart"
     elif written or read(p["loaded_file"]) != total.encode("ascii"):
         action = "reload"
-    enable = p["enabled"] and not enabled_at_boot(module, p["service"])
+    enable = p["enabled"] and not enabled(unit_states(module, [p["service"]], "prometheus_config")[0])
     result = dict(changed=action != "none" or bool(written) or enable, written=[entry["path"] for entry in written],
                   action=action, enabled_changed=enable)
     if module._diff:

@@ -65,37 +65,18 @@ actions:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-PROPERTIES = ("Id", "LoadState", "ActiveState", "UnitFileState")
-# What `systemctl is-enabled` answers with status 0.
-ENABLED = ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient")
-RUNNING = ("active", "activating", "reloading")
-
-
-def unit_states(module, names):
-    """Each unit's properties, in the order of names: one `systemctl show` for all."""
-    rc, out, err = module.run_command(["systemctl", "show", "--property=" + ",".join(PROPERTIES), "--"] + names)
-    if rc != 0:
-        module.fail_json(msg="systemd_units: systemctl show failed: %s" % (err or out).strip())
-    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-              for block in out.strip().split("\n\n")]
-    if len(blocks) != len(names):
-        module.fail_json(msg="systemd_units: systemctl show answered %d units for %d: %s" % (len(blocks), len(names), out))
-    return blocks
+from ansible_collections.mlserve.tfserving.plugins.module_utils.systemd import enabled, running, unit_states
 
 
 def actions_for(unit, found):
     """The (verb, unit) pairs that bring one unit where it is asked to be; the enabling first."""
     name = found.get("Id") or unit["name"]
-    missing = found.get("LoadState") == "not-found"
-    enabled = not missing and found.get("UnitFileState") in ENABLED
-    running = not missing and found.get("ActiveState") in RUNNING
     actions = []
-    if unit["enabled"] is not None and unit["enabled"] != enabled:
+    if unit["enabled"] is not None and unit["enabled"] != enabled(found):
         actions.append(("enable" if unit["enabled"] else "disable", name))
-    if unit["state"] is not None and (unit["state"] == "started") != running:
+    if unit["state"] is not None and (unit["state"] == "started") != running(found):
         actions.append(("start" if unit["state"] == "started" else "stop", name))
-    return missing, actions
+    return found.get("LoadState") == "not-found", actions
 
 
 def main():
@@ -108,7 +89,7 @@ def main():
     )
     units = module.params["units"]
     planned = []
-    for unit, found in zip(units, unit_states(module, [unit["name"] for unit in units]) if units else []):
+    for unit, found in zip(units, unit_states(module, [unit["name"] for unit in units], "systemd_units") if units else []):
         missing, actions = actions_for(unit, found)
         if missing and actions and not module.check_mode:
             module.fail_json(msg="systemd_units: this host has no unit %s to %s (is its package installed?)"

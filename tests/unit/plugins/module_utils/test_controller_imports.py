@@ -8,7 +8,7 @@ from ...conftest import REPO
 PLUGINS = os.path.join(REPO, "plugins")
 PREFIX = "ansible_collections.mlserve.tfserving.plugins.module_utils"
 # What only a managed host runs: the container engine and the files of its daemons.
-HOST_ONLY = {"serving_apply", "serving_host", "config_files"}
+HOST_ONLY = {"serving_apply", "serving_host", "config_files", "systemd"}
 
 
 def module_utils_imported(path):

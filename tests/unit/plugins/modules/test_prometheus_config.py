@@ -49,9 +49,10 @@ class Prometheus:
                  "--storage.tsdb.path=" + str(self.base / "data")], stdout=log, stderr=subprocess.STDOUT)
 
     def systemctl(self, argv):
-        """What `systemctl start|restart|is-enabled|enable prometheus` does to this Prometheus."""
-        if argv[1:] == ["is-enabled", "prometheus"]:
-            return (0, "enabled\n", "") if self.enabled else (1, "disabled\n", "")
+        """What `systemctl start|restart|show|enable prometheus` does to this Prometheus."""
+        if argv[1:] == ["show", "--property=Id,LoadState,ActiveState,UnitFileState", "--", "prometheus"]:
+            return 0, "Id=prometheus.service\nLoadState=loaded\nActiveState=active\nUnitFileState=%s\n" % (
+                "enabled" if self.enabled else "disabled"), ""
         if argv[1:] == ["enable", "prometheus"]:
             self.enabled = True
             return 0, "", ""
