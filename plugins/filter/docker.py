@@ -8,10 +8,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-def docker_problems(settings, facts, host):
+def docker_problems(settings, system, host):
     """One message per problem: the install method's repository, the NVIDIA toolkit's, the host's system.
 
-    `settings`: the role's variables without the `docker_` prefix; `facts`: the host's ansible_facts.
+    `settings`: the role's variables without the `docker_` prefix; `system`: the host's system as
+    mlserve.tfserving.installed_packages returns it (os_family, distribution), named as in ansible_facts.
     """
     problems = []
     if settings["install_method"] == "upstream" and not (settings["upstream_repo_url"]
@@ -25,9 +26,9 @@ def docker_problems(settings, facts, host):
             "docker_nvidia_toolkit is true but docker_nvidia_repo_url ('%s') or docker_nvidia_repo_key_url ('%s') is "
             "empty: set both to NVIDIA's apt repository for the toolkit (or your mirror of it) and its signing key, or "
             "set docker_nvidia_toolkit to false." % (settings["nvidia_repo_url"], settings["nvidia_repo_key_url"]))
-    if facts.get("os_family") != "Debian":
+    if system.get("os_family") != "Debian":
         problems.append("mlserve.tfserving.docker supports Debian and Ubuntu hosts; %s runs %s (os_family %s)."
-                        % (host, facts.get("distribution") or "an unknown system", facts.get("os_family") or "unknown"))
+                        % (host, system.get("distribution") or "an unknown system", system.get("os_family") or "unknown"))
     return problems
 
 
