@@ -466,7 +466,8 @@ def sync_plan(models, sources, copies, prune=False):
     be zero-padded, as in TF Serving's test models) to its canonical
     number. With `prune`, directories of undeclared versions (and their
     manifests) are listed for removal; a version a label still names is
-    never pruned.
+    never pruned. `to_place`: the model_place module's `versions` for the
+    copies, in their order.
     """
     copy, remove = [], []
     for model, found in zip(models, copies):
@@ -483,18 +484,18 @@ def sync_plan(models, sources, copies, prune=False):
                     # The version and the manifest beside it (saved_model.Manifests).
                     remove += ["%s/%s" % (model["host_path"], name) for name in (v["directory"],
                                                                                  MANIFEST % v["directory"])]
-    return {"to_copy": copy, "to_remove": remove}
+    return {"to_copy": copy, "to_remove": remove,
+            "to_place": [{"path": c["host_path"], "version": c["version"], "signature": c["signature"]} for c in copy]}
 
 
 def copy_problems(host, copied, checks):
     """Copies whose checksum on the host differs from the source's after the sync.
 
-    `copied`: sync_plan's `to_copy` entries; `checks`: model_version_info
-    results on the host, each for one copied version (item = the entry).
+    `copied`: sync_plan's `to_copy` entries; `checks`: the model_place
+    module's `placed` on the host, one per entry, in their order.
     """
     problems = []
-    for check in checks:
-        entry = check["item"]
+    for entry, check in zip(copied, checks):
         found = [v["checksum"] for v in check.get("versions", [])]
         if found != [entry["checksum"]]:
             problems.append("%s:%s/%d differs from %s after the copy: %s" % (

@@ -173,6 +173,9 @@ def test_sync_plan_copies_missing_and_changed_versions_and_prunes_undeclared_one
     sync = fleet.sync_plan([m], sources, [{"versions": copy}], prune=True)
     assert [(c["version"], c["src"], c["checksum"]) for c in sync["to_copy"]] == [
         (2, "/src/half_plus/00000002/", "s2"), (3, "/src/half_plus/00000003/", "s3")]
+    # Put in place under their canonical numbers, the source's directory names aside.
+    assert sync["to_place"] == [{"path": "/srv/tfserving/models/half_plus", "version": v, "signature": "serving_default"}
+                                for v in (2, 3)]
     assert sync["to_remove"] == ["/srv/tfserving/models/half_plus/9", "/srv/tfserving/models/half_plus/.manifest-9.json"]
     assert fleet.sync_plan([m], sources, [{"versions": copy}])["to_remove"] == []
 
@@ -188,9 +191,12 @@ def test_prune_never_removes_a_labelled_version():
 def test_copy_problems_name_the_host_path_and_version():
     entry = {"model": "half_plus", "version": 2, "checksum": "s2", "src": "/src/half_plus/2/",
              "host_path": "/srv/tfserving/models/half_plus"}
-    assert fleet.copy_problems("h1", [entry], [{"item": entry, "versions": [{"version": 2, "checksum": "s2"}]}]) == []
-    assert fleet.copy_problems("h1", [entry], [{"item": entry, "versions": [{"version": 2, "checksum": "x"}]}]) == [
+    placed = {"path": entry["host_path"], "version": 2}
+    assert fleet.copy_problems("h1", [entry], [dict(placed, versions=[{"version": 2, "checksum": "s2"}])]) == []
+    assert fleet.copy_problems("h1", [entry], [dict(placed, versions=[{"version": 2, "checksum": "x"}])]) == [
         "h1:/srv/tfserving/models/half_plus/2 differs from /src/half_plus/2/ after the copy: checksum differs"]
+    assert fleet.copy_problems("h1", [entry], [dict(placed, versions=[], msg="no saved_model.pb")]) == [
+        "h1:/srv/tfserving/models/half_plus/2 differs from /src/half_plus/2/ after the copy: no saved_model.pb"]
 
 
 def test_filters_are_the_module_functions():
