@@ -56,9 +56,9 @@ EXAMPLES = r"""
       - {path: /srv/tfserving/models/half_plus, version: 3}
   register: placed
 
-- name: Show each version's checksum
-  ansible.builtin.debug:
-    msg: "{{ placed.placed | map(attribute='versions') }}"
+- name: Every copy read
+  ansible.builtin.assert:
+    that: placed.placed | selectattr('msg', 'defined') | list | length == 0
 """
 
 RETURN = r"""
