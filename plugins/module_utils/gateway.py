@@ -279,6 +279,27 @@ def client_endpoint(settings, address):
                                    settings.get("https_port") if tls else settings.get("http_port"))}
 
 
+# Debian's nginx package rotates the files its rule names (/etc/logrotate.d/nginx).
+DEBIAN_NGINX_LOGS = "/var/log/nginx/*.log"
+
+
+def debian_rotates(path):
+    """Whether Debian's nginx rule rotates `path`: its glob's `*` matches no '/' and no leading '.'."""
+    directory, _, name = path.rpartition("/")
+    return directory == "/var/log/nginx" and name.endswith(".log") and not name.startswith(".")
+
+
+def log_rotation(settings):
+    """Which of the gateway's logs its own logrotate rule rotates.
+
+    `access_log`: always (nginx's rule would move it away from mtail).
+    `error_log`: when it is a file Debian's nginx rule does not rotate (a
+    name other than *.log, or another directory); nginx reopens it on USR1.
+    """
+    error_log = settings.get("error_log") or ""
+    return {"error_log": error_log.startswith("/") and not debian_rotates(error_log)}
+
+
 def route_table(plan, rest_url, grpc_address):
     """Every route of one gateway, REST and gRPC, as a client uses it.
 

@@ -175,6 +175,13 @@ def rotation_problems(settings):
                         "such as '100M'" % (size,))
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         problems.append("gateway_access_log_rotate_keep: %r is not a number of rotated files (1 or more)" % (keep,))
+    log = settings.get("access_log")
+    # logrotate reports a file in two rules as a duplicate and skips the
+    # second rule's file: nginx's own logs would never rotate again.
+    if isinstance(log, str) and gateway.debian_rotates(log):
+        problems.append("gateway_access_log: %r is also in Debian's nginx logrotate rule (%s), which logrotate would "
+                        "then skip; use a name not ending in .log (the default is /var/log/nginx/tfserving-access.json) "
+                        "or another directory" % (log, gateway.DEBIAN_NGINX_LOGS))
     return problems
 
 
@@ -485,6 +492,7 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
             "client_certificates": bool(settings.get("tls_certificate") and settings.get("tls_client_ca"))})
         problems += [p for p in routing.pop("problems") if p not in problems]
         routing["client"] = gateway.client_endpoint(settings, host["address"])
+        routing["rotate"] = gateway.log_rotation(settings)
         # A host in both groups: its gateway must not listen on its serving ports.
         own = plan["hosts"].get(host["name"])
         serving_ports = dict((u[key], "%s (%s)" % (u["name"], kind)) for u in (

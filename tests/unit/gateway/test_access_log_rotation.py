@@ -35,8 +35,10 @@ MAX_REQUESTS = 200000
 MAX_SECONDS = 60
 
 
-def render_rule(tmp_path, log, followed, pid_file):
-    variables = {"ansible_managed": "test", "gateway_access_log": str(log),
+def render_rule(tmp_path, log, followed, pid_file, error_log="/var/log/nginx/error.log", rotate_error_log=False):
+    """The role's rule; `rotate_error_log` as the plan says (gateway.log_rotation)."""
+    variables = {"ansible_managed": "test", "gateway_access_log": str(log), "gateway_error_log": str(error_log),
+                 "_gateway_plan": {"rotate": {"error_log": rotate_error_log}},
                  "_gateway_access_log_followed": str(followed), "_gateway_nginx_pid_file": str(pid_file),
                  "_gateway_handoff": os.path.join(ROLE, "files", "access-log-handoff"),
                  "gateway_access_log_rotate_period": "daily", "gateway_access_log_rotate_size": "100M",
@@ -180,6 +182,45 @@ def test_every_request_is_counted_across_rotations_under_load(gateway):
     assert counted(gateway["metrics_port"]) == total
     # nginx reopened its log on USR1: the same master all along.
     assert int((gateway["tmp"] / "nginx.pid").read_text()) == gateway["pid"]
+
+
+def test_an_error_log_outside_debians_rule_rotates_and_nginx_reopens_it(tmp_path):
+    log, followed, error_log = tmp_path / "tfserving-access.json", tmp_path / "access.mtail", tmp_path / "error.log"
+    conf = nginx_conf(tmp_path, log, free_port())
+    subprocess.run(["nginx", "-c", str(conf), "-p", str(tmp_path)], check=True, timeout=30)
+    pid = int(wait_for(lambda: (tmp_path / "nginx.pid").exists() and (tmp_path / "nginx.pid").read_text().strip(),
+                       "nginx's pid file"))
+    try:
+        subprocess.run([os.path.join(ROLE, "files", "access-log-handoff"), "--link", str(log), str(followed)],
+                       check=True, timeout=30)
+        with open(str(error_log), "a") as f:
+            f.write("an error\n")  # an empty log is not rotated (notifempty)
+        old = os.stat(error_log).st_ino
+        rule = render_rule(tmp_path, log, followed, tmp_path / "nginx.pid", error_log=error_log, rotate_error_log=True)
+        run = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "logrotate.state"), str(rule)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert os.stat(str(error_log) + ".1").st_ino == old
+        new = os.stat(error_log).st_ino
+
+        def holds():
+            held = set()
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    held.add(os.stat("/proc/%d/fd/%s" % (pid, fd)).st_ino)
+                except OSError:
+                    pass  # closed meanwhile
+            return held
+        # USR1, not a restart: the same master now writes to the new file only.
+        wait_for(lambda: new in holds() and old not in holds(), "nginx to reopen its error log")
+        assert int((tmp_path / "nginx.pid").read_text()) == pid
+    finally:
+        os.kill(pid, signal.SIGQUIT)
+
+
+def test_the_rule_leaves_debians_error_log_to_debians_rule(tmp_path):
+    rule = render_rule(tmp_path, tmp_path / "access.json", tmp_path / "access.mtail", tmp_path / "nginx.pid")
+    assert "/var/log/nginx/error.log" not in rule.read_text()
 
 
 # A stand-in for an nginx process that holds the log: on USR1 it keeps

@@ -286,6 +286,8 @@ def test_the_action_plans_a_real_inventory_once(tmp_path):
     # Where clients reach it, with the gateway role's own defaults (every address, the Authorization header).
     assert built["gateways"]["gw"]["client"] == {"address": "192.0.2.10", "url": "http://192.0.2.10:18080",
                                                  "key_header": "Authorization"}
+    # The role's default error log is Debian's nginx rule's to rotate.
+    assert built["gateways"]["gw"]["rotate"] == {"error_log": False}
 
 
 def test_a_declaration_only_some_hosts_read_is_refused(tmp_path):
@@ -429,6 +431,10 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "gateway_access_log_rotate_size: 100 is not a size"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_access_log_rotate_keep": 0})),
      "gateway_access_log_rotate_keep: 0 is not a number of rotated files (1 or more) (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_access_log": "/var/log/nginx/tfserving.log"})),
+     "gateway_access_log: '/var/log/nginx/tfserving.log' is also in Debian's nginx logrotate rule "
+     "(/var/log/nginx/*.log), which logrotate would then skip; use a name not ending in .log (the default is "
+     "/var/log/nginx/tfserving-access.json) or another directory (on gw)"),
     # Two serving hosts at one address and port.
     (None, hosts(("s1", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500}),
                  ("s2", ["tfserving"], {"tfserving_address": "127.0.0.1", "tfserving_port_base": 18500})),

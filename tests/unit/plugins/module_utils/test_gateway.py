@@ -88,6 +88,19 @@ def test_clients_reach_a_gateway_at_its_listen_address_or_its_inventory_address(
     assert endpoint == {"url": url, "address": address, "key_header": "X-Key"}
 
 
+@pytest.mark.parametrize("error_log, rotated", [
+    ("/var/log/nginx/error.log", False),  # Debian's nginx rule rotates it
+    ("/var/log/nginx/gateway-errors", True),
+    ("/var/log/nginx/.hidden.log", True),  # the rule's glob skips dot files
+    ("/var/log/nginx/old/error.log", True),
+    ("/var/log/tfserving/error.log", True),
+    ("stderr", False),
+    ("syslog:server=unix:/dev/log", False),
+])
+def test_the_gateway_rotates_an_error_log_file_that_debians_nginx_rule_does_not(error_log, rotated):
+    assert gateway.log_rotation({"error_log": error_log}) == {"error_log": rotated}
+
+
 def test_each_version_has_its_own_pool_over_every_host_that_serves_it():
     pools = dict((p["name"], [(s["address"], s["port"]) for s in p["servers"]]) for p in make_plan()["pools"])
     # serving1 (base 18500): half_plus (shared) 18500/18501, then half_plus_iso v1..v3 at 18502..18507.
