@@ -290,14 +290,15 @@ def debian_rotates(path):
 
 
 def log_rotation(settings):
-    """Which of the gateway's logs its own logrotate rule rotates.
+    """The files the gateway's own logrotate rule rotates besides the access log (which it always does).
 
-    `access_log`: always (nginx's rule would move it away from mtail).
-    `error_log`: when it is a file Debian's nginx rule does not rotate (a
-    name other than *.log, or another directory); nginx reopens it on USR1.
+    `error_log`: the file of nginx's `error_log FILE [LEVEL]` when Debian's
+    nginx rule does not rotate it (a name other than *.log, or another
+    directory), else None (that rule's, or not a file: stderr, syslog:...).
     """
-    error_log = settings.get("error_log") or ""
-    return {"error_log": error_log.startswith("/") and not debian_rotates(error_log)}
+    words = (settings.get("error_log") or "").split()
+    error_log = words[0] if words and words[0].startswith("/") and not debian_rotates(words[0]) else None
+    return {"error_log": error_log}
 
 
 def route_table(plan, rest_url, grpc_address):

@@ -77,6 +77,8 @@ API_KEY = re.compile(r"\A[A-Za-z0-9._+/=-][A-Za-z0-9._~+/=-]{15,511}\Z")
 CLIENT_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 RATE = re.compile(r"\A[1-9][0-9]{0,8}r/[sm]\Z")
 HEADER = re.compile(r"\A[A-Za-z0-9-]{1,64}\Z")
+# nginx reads a cookie as $cookie_<name>, and a variable's name ends at any other character.
+COOKIE = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")
 # logrotate's size: bytes, or k, M, G.
 LOG_SIZE = re.compile(r"\A[1-9][0-9]{0,8}[kMG]?\Z")
 LOG_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
@@ -153,6 +155,10 @@ def access_problems(settings):
                             % (key, header, headers[header.lower()]))
         else:
             headers[header.lower()] = key
+    cookie = settings.get("pin_cookie")
+    if not (isinstance(cookie, str) and COOKIE.match(cookie)):
+        problems.append("gateway_pin_cookie: %r is not a cookie name nginx can read; use 1 to 64 of A-Z a-z 0-9 _"
+                        % (cookie,))
     for kind in ("client", "model"):
         rate, burst = settings.get("%s_rate" % kind), settings.get("%s_burst" % kind)
         if rate not in ("", None) and not (isinstance(rate, str) and RATE.match(rate)):

@@ -31,3 +31,15 @@ def test_every_problem_is_named_with_its_variables_values():
 def test_a_host_without_facts_is_named_as_unknown():
     assert problems(SETTINGS, {}, "s1") == [
         "mlserve.tfserving.docker supports Debian and Ubuntu hosts; s1 runs an unknown system (os_family unknown)."]
+
+
+def test_daemon_options_the_engine_or_the_serving_containers_refuse_are_named():
+    found = problems(dict(SETTINGS, daemon_options={"hosts": ["tcp://0.0.0.0:2375"], "userns-remap": "default",
+                                                    "log-driver": "json-file"}), DEBIAN, "s1")
+    assert found == [
+        "docker_daemon_options sets hosts (['tcp://0.0.0.0:2375']), which the engine's service already sets (dockerd "
+        "-H fd://): dockerd refuses to start with it in both. Leave hosts out of docker_daemon_options; a drop-in for "
+        "docker.service sets other listeners.",
+        "docker_daemon_options sets userns-remap (default): the TF Serving containers share the host's network, which "
+        "the engine refuses with user namespaces on, and they already run as serving_user with every capability "
+        "dropped. Leave userns-remap out of docker_daemon_options."]

@@ -35,10 +35,10 @@ MAX_REQUESTS = 200000
 MAX_SECONDS = 60
 
 
-def render_rule(tmp_path, log, followed, pid_file, error_log="/var/log/nginx/error.log", rotate_error_log=False):
-    """The role's rule; `rotate_error_log` as the plan says (gateway.log_rotation)."""
-    variables = {"ansible_managed": "test", "gateway_access_log": str(log), "gateway_error_log": str(error_log),
-                 "_gateway_plan": {"rotate": {"error_log": rotate_error_log}},
+def render_rule(tmp_path, log, followed, pid_file, error_log=None):
+    """The role's rule; `error_log`: the error log the plan says it rotates too (gateway.log_rotation)."""
+    variables = {"ansible_managed": "test", "gateway_access_log": str(log),
+                 "_gateway_plan": {"rotate": {"error_log": error_log and str(error_log)}},
                  "_gateway_access_log_followed": str(followed), "_gateway_nginx_pid_file": str(pid_file),
                  "_gateway_handoff": os.path.join(ROLE, "files", "access-log-handoff"),
                  "gateway_access_log_rotate_period": "daily", "gateway_access_log_rotate_size": "100M",
@@ -196,7 +196,7 @@ def test_an_error_log_outside_debians_rule_rotates_and_nginx_reopens_it(tmp_path
         with open(str(error_log), "a") as f:
             f.write("an error\n")  # an empty log is not rotated (notifempty)
         old = os.stat(error_log).st_ino
-        rule = render_rule(tmp_path, log, followed, tmp_path / "nginx.pid", error_log=error_log, rotate_error_log=True)
+        rule = render_rule(tmp_path, log, followed, tmp_path / "nginx.pid", error_log=error_log)
         run = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "logrotate.state"), str(rule)],
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
@@ -218,9 +218,9 @@ def test_an_error_log_outside_debians_rule_rotates_and_nginx_reopens_it(tmp_path
         os.kill(pid, signal.SIGQUIT)
 
 
-def test_the_rule_leaves_debians_error_log_to_debians_rule(tmp_path):
+def test_the_rule_names_only_the_access_log_when_the_plan_rotates_no_error_log(tmp_path):
     rule = render_rule(tmp_path, tmp_path / "access.json", tmp_path / "access.mtail", tmp_path / "nginx.pid")
-    assert "/var/log/nginx/error.log" not in rule.read_text()
+    assert [line for line in rule.read_text().splitlines() if line.endswith(" {")] == ["%s {" % (tmp_path / "access.json")]
 
 
 # A stand-in for an nginx process that holds the log: on USR1 it keeps

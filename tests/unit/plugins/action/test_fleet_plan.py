@@ -287,7 +287,7 @@ def test_the_action_plans_a_real_inventory_once(tmp_path):
     assert built["gateways"]["gw"]["client"] == {"address": "192.0.2.10", "url": "http://192.0.2.10:18080",
                                                  "key_header": "Authorization"}
     # The role's default error log is Debian's nginx rule's to rotate.
-    assert built["gateways"]["gw"]["rotate"] == {"error_log": False}
+    assert built["gateways"]["gw"]["rotate"] == {"error_log": None}
 
 
 def test_a_declaration_only_some_hosts_read_is_refused(tmp_path):
@@ -415,6 +415,8 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "gateway_pin_version_header: 'X Version' is not an HTTP header name; use 1 to 64 of A-Z a-z 0-9 - (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_pin_version_header": "x-model-label"})),
      "gateway_pin_version_header: 'x-model-label' is already gateway_pin_header; give each its own header (on gw)"),
+    (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_pin_cookie": "model-label"})),
+     "gateway_pin_cookie: 'model-label' is not a cookie name nginx can read; use 1 to 64 of A-Z a-z 0-9 _ (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_client_rate": "100/s"})),
      "gateway_client_rate: '100/s' is not a rate; use requests per second or minute such as '20r/s' or '600r/m', or "
      "'' for no limit (on gw)"),

@@ -89,13 +89,15 @@ def test_clients_reach_a_gateway_at_its_listen_address_or_its_inventory_address(
 
 
 @pytest.mark.parametrize("error_log, rotated", [
-    ("/var/log/nginx/error.log", False),  # Debian's nginx rule rotates it
-    ("/var/log/nginx/gateway-errors", True),
-    ("/var/log/nginx/.hidden.log", True),  # the rule's glob skips dot files
-    ("/var/log/nginx/old/error.log", True),
-    ("/var/log/tfserving/error.log", True),
-    ("stderr", False),
-    ("syslog:server=unix:/dev/log", False),
+    ("/var/log/nginx/error.log", None),  # Debian's nginx rule rotates it
+    ("/var/log/nginx/error.log warn", None),  # nginx's error_log FILE LEVEL
+    ("/var/log/nginx/gateway-errors", "/var/log/nginx/gateway-errors"),
+    ("/var/log/nginx/gateway-errors warn", "/var/log/nginx/gateway-errors"),
+    ("/var/log/nginx/.hidden.log", "/var/log/nginx/.hidden.log"),  # the rule's glob skips dot files
+    ("/var/log/nginx/old/error.log", "/var/log/nginx/old/error.log"),
+    ("/var/log/tfserving/error.log", "/var/log/tfserving/error.log"),
+    ("stderr", None),
+    ("syslog:server=unix:/dev/log", None),
 ])
 def test_the_gateway_rotates_an_error_log_file_that_debians_nginx_rule_does_not(error_log, rotated):
     assert gateway.log_rotation({"error_log": error_log}) == {"error_log": rotated}
