@@ -79,13 +79,16 @@ def rollout_batches(hosts, size=1):
 _CONFIG_ONLY = ("versions", "labels")
 
 
-def restarting_hosts(before, after):
+def restarting_hosts(before, after, removed=False):
     """The hosts whose containers moving from plan `before` to plan `after` recreates, sorted.
 
     Plans as fleet_plan returns them (hosts, profiles). A container that
     only one of them has is started or removed, not recreated: what starts
     is new to the gateway, and what goes is no longer routed to once the
-    gateway routes by `after`.
+    gateway routes by `after`. `removed`: count a host that loses a
+    container too, for a move made while the gateway still routes by
+    `before` (to the union: a model whose topology or hosts change drops
+    its old containers there, and another may take their ports).
     """
     def containers(plan, host):
         entry = plan["hosts"].get(host)
@@ -95,7 +98,7 @@ def restarting_hosts(before, after):
     restarting = []
     for host in sorted(set(before["hosts"]) | set(after["hosts"])):
         old, new = containers(before, host), containers(after, host)
-        if any(old[name] != new[name] for name in set(old) & set(new)):
+        if any(old[name] != new[name] for name in set(old) & set(new)) or (removed and set(old) - set(new)):
             restarting.append(host)
     return restarting
 
@@ -190,6 +193,7 @@ def rollout_targets(declaration, steps):
         for key in ("versions", "labels"):
             if key in step:
                 model[key] = _plain(step[key])
+        declared = "routes" in model
         routes = model.setdefault("routes", {})
         for key in ("split", "default"):
             if key in step:
@@ -197,6 +201,8 @@ def rollout_targets(declaration, steps):
                     routes.pop(key, None)
                 else:
                     routes[key] = _plain(step[key])
+        if not routes and not declared:
+            del model["routes"]  # as the user writes it: the recorded state compares equal to it
         targets.append(current)
     return targets
 

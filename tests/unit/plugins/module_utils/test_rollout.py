@@ -65,6 +65,15 @@ def test_steps_apply_cumulatively():
     assert OLD[0]["routes"]["split"] == {"stable": 80, "canary": 20}
 
 
+def test_a_step_leaves_a_model_without_routes_as_the_user_would_write_it():
+    """site.yml compares the recorded declaration with the inventory's: an added `routes: {}` would differ."""
+    plain = {"name": "m", "source": "/m", "versions": [1]}
+    target = rollout.rollout_targets([plain], [{"model": "m", "versions": [2]}])[0]
+    assert target == [dict(plain, versions=[2])]
+    declared = dict(plain, routes={})
+    assert rollout.rollout_targets([declared], [{"model": "m", "versions": [2]}])[0] == [dict(declared, versions=[2])]
+
+
 def test_without_steps_the_target_is_the_declaration():
     assert rollout.rollout_targets(TARGET, []) == [TARGET]
 
@@ -203,6 +212,20 @@ def planned(declaration):
 def test_a_host_restarts_when_a_container_it_keeps_changes(change, restarting):
     before = planned([SHARED])
     assert rollout.restarting_hosts(before, planned([dict(SHARED, **change)])) == restarting
+
+
+@pytest.mark.parametrize("change, restarting", [
+    # The shared container goes on every host, and version 1's isolated one takes its ports.
+    ({"topology": "isolated"}, ["a", "b"]),
+    ({"hosts": "first"}, ["b"]),
+    # Versions and labels: the union keeps every container.
+    ({"versions": [1, 3], "labels": {"stable": 1, "canary": 3}}, []),
+])
+def test_a_host_that_drops_a_container_while_the_gateway_routes_to_it_restarts(change, restarting):
+    """Old to union: the gateway still routes by the old declaration, so a host losing a container is drained."""
+    before = planned([SHARED])
+    union = planned(rollout.rollout_union([SHARED], [dict(SHARED, **change)]))
+    assert rollout.restarting_hosts(before, union, removed=True) == restarting
 
 
 def test_a_new_isolated_version_that_moves_another_containers_port_restarts_that_host():
