@@ -17,11 +17,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import posixpath
 
 # The collection's own table: loading the rules replaces it and nothing else.
 TABLE = "inet mlserve_tfserving"
 # The host variables the plan reads (defaults in roles/firewall/defaults/main.yml).
-VARIABLES = ("firewall_enabled", "firewall_allowed_sources", "firewall_gateway_sources")
+VARIABLES = ("firewall_enabled", "firewall_allowed_sources", "firewall_gateway_sources", "firewall_rules_file")
+# Debian's ruleset file, the administrator's: nftables.service loads it.
+DEBIAN_RULESET = "/etc/nftables.conf"
 WHY = "the serving hosts' firewall (firewall_enabled) allows gateways and monitoring hosts by address"
 
 
@@ -52,6 +55,17 @@ def _enabled(host):
     return host["firewall"]["enabled"] is True
 
 
+def rules_file_problem(path):
+    """Why the collection cannot write its table to `path` (firewall_rules_file), or None."""
+    if not (isinstance(path, str) and path.startswith("/")):
+        return "firewall_rules_file: %r is not an absolute path" % (path,)
+    if posixpath.normpath(path) == DEBIAN_RULESET:
+        return ("firewall_rules_file: %r is Debian's ruleset, the administrator's, which the collection's table would "
+                "replace (every other rule gone at the next nftables.service start); keep the default "
+                "/etc/tfserving/firewall.nft or another file of its own" % (path,))
+    return None
+
+
 def gateway_sources(host):
     """The addresses a gateway's (or monitoring host's) connections come from: firewall_gateway_sources, else its address."""
     return host["firewall"]["gateway_sources"] or [host["address"]]
@@ -75,6 +89,9 @@ def plan_problems(hosts, serving_names, gateway_names, monitor_names=()):
                                   % (settings["enabled"],), []).append(host["name"])
         elif settings["enabled"]:
             for problem in _list_problems(settings["allowed_sources"], "firewall_allowed_sources"):
+                by_message.setdefault(problem, []).append(host["name"])
+            problem = rules_file_problem(settings["rules_file"])
+            if problem:
                 by_message.setdefault(problem, []).append(host["name"])
             if not gateway_names and not settings["allowed_sources"]:
                 by_message.setdefault(

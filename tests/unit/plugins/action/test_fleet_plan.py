@@ -711,6 +711,15 @@ WHY = "the serving hosts' firewall (firewall_enabled) allows gateways and monito
      "firewall_allowed_sources: 'prometheus' is not an IP address or network (on s1, s2)"),
     (LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "firewall_enabled": "yes"})),
      "firewall_enabled: 'yes' is not a boolean; use true or false (on s2)"),
+    # The administrator's ruleset, which nftables.service loads: never the collection's file.
+    (LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "firewall_rules_file": "/etc//nftables.conf"}),
+                     ("gw", ["gateway"], {})),
+     "firewall_rules_file: '/etc//nftables.conf' is Debian's ruleset, the administrator's, which the collection's "
+     "table would replace (every other rule gone at the next nftables.service start); keep the default "
+     "/etc/tfserving/firewall.nft or another file of its own (on s2)"),
+    (LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "firewall_rules_file": "firewall.nft"}),
+                     ("gw", ["gateway"], {})),
+     "firewall_rules_file: 'firewall.nft' is not an absolute path (on s2)"),
     # No gateway: the firewall would keep everyone out.
     (LAB[:2], "firewall_enabled: the inventory has no gateway (group gateway) and firewall_allowed_sources is empty, "
               "so no one but the host itself could reach its serving ports; add the gateways to the inventory, list "

@@ -137,7 +137,8 @@ def test_without_monitoring_hosts_the_monitor_sets_are_empty():
 
 def test_host_firewalls_carry_the_monitoring_hosts_sources():
     hosts = [{"name": "s1", "address": "192.0.2.1", "firewall": {"enabled": True, "allowed_sources": [],
-                                                                  "gateway_sources": []}},
+                                                                  "gateway_sources": [],
+                                                                  "rules_file": "/etc/tfserving/firewall.nft"}},
              {"name": "gw", "address": "192.0.2.9", "firewall": {"enabled": True, "allowed_sources": [],
                                                                   "gateway_sources": []}},
              {"name": "mon", "address": "192.0.2.5", "firewall": {"enabled": True, "allowed_sources": [],
