@@ -34,7 +34,7 @@ ROLE_VARIABLES = {
                 "serving_read_only", "serving_tmpfs", "serving_cap_drop", "serving_no_new_privileges",
                 "serving_pids_limit", "serving_monitoring_enabled", "serving_monitoring_path"),
     "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",
-                "gateway_http_port", "gateway_listen_address",
+                "gateway_http_port", "gateway_listen_address", "gateway_status_address",
                 "gateway_status_port", "gateway_https_port", "gateway_tls_certificate",
                 "gateway_tls_certificate_key", "gateway_tls_client_ca", "gateway_grpc_plaintext", "gateway_max_fails", "gateway_fail_timeout",
                 "gateway_upstream_keepalive", "gateway_api_keys", "gateway_api_key_header", "gateway_client_rate",

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import functools
+import ipaddress
 import json
 
 # TF Serving's REST suffixes; nothing (the status of a version) is matched too.
@@ -277,6 +278,30 @@ def client_endpoint(settings, address):
     return {"address": host, "key_header": settings.get("api_key_header"),
             "url": "%s://%s:%s" % ("https" if tls else "http", "[%s]" % host if ":" in host else host,
                                    settings.get("https_port") if tls else settings.get("http_port"))}
+
+
+def listeners(settings, grpc):
+    """nginx's listen parameters of one gateway, from its settings (gateway_<name> without the prefix):
+    `http`, `https` and `status`; each listener of its plan's `grpc` gets its own as `listen`."""
+    address = settings.get("listen_address") or "0.0.0.0"
+    for listener in grpc:
+        listener["listen"] = nginx_listen(address, listener["port"])
+    return {"http": nginx_listen(address, settings.get("http_port")),
+            "https": nginx_listen(address, settings.get("https_port")),
+            "status": nginx_listen(settings.get("status_address") or "127.0.0.1", settings.get("status_port"))}
+
+
+def nginx_listen(address, port):
+    """nginx's listen parameters for `address` and `port`: an IPv6 address in brackets, and `::` (every
+    IPv6 address) takes IPv4 too (ipv6only=off), as `0.0.0.0` takes every IPv4 address."""
+    bare = str(address).strip("[]")
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:  # a host name
+        return "%s:%s" % (bare, port)
+    if ip.version == 4:
+        return "%s:%s" % (bare, port)
+    return "[%s]:%s%s" % (bare, port, " ipv6only=off" if ip.is_unspecified else "")
 
 
 # Debian's nginx package rotates the files its rule names (/etc/logrotate.d/nginx).

@@ -499,6 +499,7 @@ def build_plan(declaration, hosts, groups, options=None, read_source=None, sourc
         problems += [p for p in routing.pop("problems") if p not in problems]
         routing["client"] = gateway.client_endpoint(settings, host["address"])
         routing["rotate"] = gateway.log_rotation(settings)
+        routing["listen"] = gateway.listeners(settings, routing["grpc"])
         # A host in both groups: its gateway must not listen on its serving ports.
         own = plan["hosts"].get(host["name"])
         serving_ports = dict((u[key], "%s (%s)" % (u["name"], kind)) for u in (
