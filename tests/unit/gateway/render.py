@@ -13,6 +13,8 @@ from ansible.template import Templar, trust_as_template
 from ansible_collections.mlserve.tfserving.plugins.module_utils import plan
 
 from ..conftest import REPO
+from ..plugins.action.test_fleet_plan import ROLE_DEFAULTS
+from ..ports import free_port
 
 ROLE = os.path.join(REPO, "roles", "gateway")
 
@@ -37,6 +39,18 @@ def render_gateway(built, host, tmp_path, gateway_vars):
             (tmp_path / dest).write_text(templar.template(trust_as_template(f.read())))
     shutil.copy(os.path.join(ROLE, "files", "tfserving_grpc.js"), tmp_path / "mlserve")
     return tmp_path / "nginx.conf"
+
+
+def run_gateway(tmp_path, gateway_vars):
+    """nginx running as the role renders it for gateway `gw` (`gateway_vars`) in front of one serving host
+    (half_plus version 1, at a port nothing listens on)."""
+    declaration = [{"name": "half_plus", "source": "/src/half_plus", "versions": [1]}]
+    inventory = [plan.host_inputs("s0", {"group_names": ["tfserving"], "tfserving_port_base": free_port(),
+                                        "tfserving_address": "127.0.0.1", "firewall_enabled": False}, ROLE_DEFAULTS),
+                 plan.host_inputs("gw", dict(gateway_vars, group_names=["gateway"]), ROLE_DEFAULTS)]
+    built = plan.build_plan(declaration, inventory, ["all", "tfserving", "gateway"], {"gateway_hosts": ["gw"]})
+    assert built["problems"] == []
+    return Running(render_gateway(built, "gw", tmp_path, gateway_vars))
 
 
 class Running:

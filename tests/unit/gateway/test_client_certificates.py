@@ -20,11 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import plan
-
-from ..plugins.action.test_fleet_plan import ROLE_DEFAULTS
 from ..ports import free_port
-from .render import Running, render_gateway
+from .render import run_gateway
 
 REFUSAL = ("Missing or untrusted client certificate: call the gateway over TLS with a certificate that its client CA "
            "signed")
@@ -68,13 +65,7 @@ def gateway(tmp_path_factory):
                     "gateway_tls_certificate": str(certs["server"]["cert_path"]),
                     "gateway_tls_certificate_key": str(certs["server"]["key_path"]),
                     "gateway_tls_client_ca": str(client_ca["cert_path"])}
-    declaration = [{"name": "half_plus", "source": "/src/half_plus", "versions": [1]}]
-    inventory = [plan.host_inputs("s0", {"group_names": ["tfserving"], "tfserving_port_base": free_port(),
-                                        "tfserving_address": "127.0.0.1", "firewall_enabled": False}, ROLE_DEFAULTS),
-                 plan.host_inputs("gw", dict(gateway_vars, group_names=["gateway"]), ROLE_DEFAULTS)]
-    built = plan.build_plan(declaration, inventory, ["all", "tfserving", "gateway"], {"gateway_hosts": ["gw"]})
-    assert built["problems"] == []
-    running = Running(render_gateway(built, "gw", tmp, gateway_vars))
+    running = run_gateway(tmp, gateway_vars)
     yield dict(ports=ports, certs=certs, server_ca=server_ca)
     running.stop()
 

@@ -6,11 +6,10 @@ import urllib.request
 
 import pytest
 
-from ansible_collections.mlserve.tfserving.plugins.module_utils import gateway, plan
+from ansible_collections.mlserve.tfserving.plugins.module_utils import gateway
 
-from ..plugins.action.test_fleet_plan import ROLE_DEFAULTS
 from ..ports import free_port
-from .render import Running, render_gateway
+from .render import run_gateway
 
 
 @pytest.mark.parametrize("address, listen", [
@@ -39,13 +38,7 @@ def test_a_gateway_on_every_ipv6_address_answers_ipv4_and_ipv6_clients(tmp_path)
     gateway_vars = {"gateway_listen_address": "::", "gateway_http_port": ports["http"],
                     "gateway_status_address": "::1", "gateway_status_port": ports["status"],
                     "gateway_grpc_port_base": free_port()}
-    declaration = [{"name": "half_plus", "source": "/src/half_plus", "versions": [1]}]
-    inventory = [plan.host_inputs("s0", {"group_names": ["tfserving"], "tfserving_port_base": free_port(),
-                                        "tfserving_address": "127.0.0.1", "firewall_enabled": False}, ROLE_DEFAULTS),
-                 plan.host_inputs("gw", dict(gateway_vars, group_names=["gateway"]), ROLE_DEFAULTS)]
-    built = plan.build_plan(declaration, inventory, ["all", "tfserving", "gateway"], {"gateway_hosts": ["gw"]})
-    assert built["problems"] == []
-    running = Running(render_gateway(built, "gw", tmp_path, gateway_vars))
+    running = run_gateway(tmp_path, gateway_vars)
     try:
         # The gateway itself answers a model it does not serve, over either family.
         for host in ("127.0.0.1", "[::1]"):
