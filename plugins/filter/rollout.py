@@ -15,6 +15,7 @@ class FilterModule(object):
         return {
             "rollout_analysis_versions": rollout.analysis_versions,
             "rollout_batches": rollout.rollout_batches,
+            "rollout_drain_problems": rollout.drain_problems,
             "rollout_restarting_hosts": rollout.restarting_hosts,
             "rollout_stages": rollout.rollout_stages,
             "rollout_step_problems": rollout.step_problems,

@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import math
 import re
 
@@ -101,6 +102,33 @@ def restarting_hosts(before, after, removed=False):
         if any(old[name] != new[name] for name in set(old) & set(new)) or (removed and set(old) - set(new)):
             restarting.append(host)
     return restarting
+
+
+def drain_problems(stages, before, after, batch):
+    """Drained stages that would leave a routed version no server: named with rollout_batch before any stage runs.
+
+    `before`, `after`: the plans of the declarations the stages route by
+    ("old", "new"); `batch`: rollout_batch as given. The gateway refuses
+    such a stage itself, but only when the run reaches it.
+    """
+    plans = {"old": before, "new": after}
+    problems = []
+    for stage in stages:
+        if not stage["drain"]:
+            continue
+        served = {}
+        plan = plans[stage["routes"]]
+        for host, entry in sorted(plan["hosts"].items()):
+            for unit in plan["profiles"][entry["profile"]]["units"]:
+                served.setdefault(unit["model"], set()).add(host)
+        for model, hosts in sorted(served.items()):
+            if hosts <= set(stage["batch"]):
+                problem = ("rollout_batch %s drains %s at once, every host that serves %s, whose containers this step "
+                           "recreates: nothing would answer %s meanwhile. Use a smaller rollout_batch, or serve %s on "
+                           "more hosts first." % (json.dumps(batch), ", ".join(sorted(hosts)), model, model, model))
+                if problem not in problems:
+                    problems.append(problem)
+    return problems
 
 
 def rollout_stages(batches, restarting=None):

@@ -228,6 +228,27 @@ def test_a_host_that_drops_a_container_while_the_gateway_routes_to_it_restarts(c
     assert rollout.restarting_hosts(before, union, removed=True) == restarting
 
 
+@pytest.mark.parametrize("model, batch, problem", [
+    (SHARED, 1, None),
+    (SHARED, "100%", "rollout_batch \"100%\" drains a, b at once, every host that serves half_plus, whose containers this "
+                     "step recreates: nothing would answer half_plus meanwhile. Use a smaller rollout_batch, or serve "
+                     "half_plus on more hosts first."),
+    (dict(SHARED, hosts="first"), 1, "rollout_batch 1 drains a at once, every host that serves half_plus"),
+])
+def test_a_batch_that_drains_every_host_serving_a_model_is_named_before_any_stage(model, batch, problem):
+    """An image change recreates every container: each batch is drained, which the gateway refuses for a model's last hosts."""
+    before, after = planned([model]), planned([dict(model, image="tensorflow/serving:2.18.0")])
+    union = planned(rollout.rollout_union([model], [dict(model, image="tensorflow/serving:2.18.0")]))
+    stages = rollout.rollout_stages(rollout.rollout_batches(["a", "b"], batch),
+                                    {"union": rollout.restarting_hosts(before, union, removed=True),
+                                     "new": rollout.restarting_hosts(union, after)})
+    found = rollout.drain_problems(stages, before, after, batch)
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(problem), found
+
+
 def test_a_new_isolated_version_that_moves_another_containers_port_restarts_that_host():
     before = planned([SHARED, ISOLATED])
     # Version 1 sorts first: the isolated version 2 container gets new ports.
