@@ -283,12 +283,12 @@ def client_endpoint(settings, address):
 def listeners(settings, grpc):
     """nginx's listen parameters of one gateway, from its settings (gateway_<name> without the prefix):
     `http`, `https` and `status`; each listener of its plan's `grpc` gets its own as `listen`."""
-    address = settings.get("listen_address") or "0.0.0.0"
+    address = settings["listen_address"]
     for listener in grpc:
         listener["listen"] = nginx_listen(address, listener["port"])
-    return {"http": nginx_listen(address, settings.get("http_port")),
-            "https": nginx_listen(address, settings.get("https_port")),
-            "status": nginx_listen(settings.get("status_address") or "127.0.0.1", settings.get("status_port"))}
+    return {"http": nginx_listen(address, settings["http_port"]),
+            "https": nginx_listen(address, settings["https_port"]),
+            "status": nginx_listen(settings["status_address"], settings["status_port"])}
 
 
 def nginx_listen(address, port):
