@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
 import hashlib
 import json
 import os
@@ -249,7 +250,7 @@ def plan_unit(unit):
     current = read_text(path)
     status = model_status(unit)
     step1, step2 = serving_host.stage_labels(unit["labels"], unit["versions"], serving_host.config_labels(current),
-                                      serving_host.available_versions(status))
+                                             None if status is None else serving_host.available_versions(status))
     return {"unit": unit, "path": path, "current": current, "status": status,
             "steps": [step1] if step1 == step2 else [step1, step2]}
 
@@ -436,18 +437,44 @@ def _summary(container):
 # when that stops it at start-up (main.cc: it exits, and a restart fails alike).
 _LOAD_ERROR = re.compile(r"Loading servable: \{name: (\S+) version: (\d+)\} failed: (.*)$")
 _START_FAILED = "Failed to start server"
+# Docker's times (State.StartedAt, a log line's timestamp): RFC 3339 in UTC, up to nanoseconds.
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z\Z")
 
 
 def _container_logs(client, name, lines):
     from docker.errors import DockerException
     try:
         container = _get_container(client, name)
-        text = container.logs(tail=lines).decode("utf-8", "replace") if container else ""
+        text = container.logs(tail=lines, timestamps=True).decode("utf-8", "replace") if container else ""
     except DockerException as e:
         return None, "container state unknown: %s" % e
     if container is None:
         return None, "the container is gone"
-    return container, text.strip().splitlines()
+    return container, _this_run(container, text.strip().splitlines())
+
+
+def _instant(text):
+    """(UTC seconds, nanoseconds) of one of Docker's RFC 3339 times, or None."""
+    match = _TIMESTAMP.match(text)
+    if not match:
+        return None
+    return (calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")),
+            int((match.group(2) or "0").ljust(9, "0")))
+
+
+def _this_run(container, lines):
+    """The lines, without Docker's timestamps, that the container's current run (State.StartedAt) logged:
+    Docker keeps every run's logs, and an earlier run's start-up failure is not this one's."""
+    started = _instant((container.attrs.get("State") or {}).get("StartedAt") or "")
+    kept = []
+    for line in lines:
+        stamp, _, text = line.partition(" ")
+        at = _instant(stamp)
+        if at is None:
+            kept.append(line)
+        elif started is None or at >= started:
+            kept.append(text)
+    return kept
 
 
 def _load_failure(lines):

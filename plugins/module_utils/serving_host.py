@@ -54,12 +54,17 @@ def stage_labels(wanted_labels, wanted_versions, current_labels, available):
     still point at, with each label kept at its current target unless the
     wanted target is already available; step 2 is the wanted state. When no
     label has to wait, step 1 equals step 2 and one write is enough.
+    `available` None: the server did not answer. A label it holds where it
+    is wanted stays (with allow_version_labels_for_unavailable_models the
+    server never refuses a label it holds at that version), so a slow
+    server does not lose its labels for a poll.
     """
-    available = set(available)
+    unknown = available is None
+    available = set(available or ())
     labels_now = {}
     versions_now = set(wanted_versions)
     for label, target in wanted_labels.items():
-        if target in available:
+        if target in available or (unknown and current_labels.get(label) == target):
             labels_now[label] = target
         elif current_labels.get(label) in available:
             labels_now[label] = current_labels[label]

@@ -53,6 +53,16 @@ def test_new_label_on_a_loading_version_waits_for_step_two():
     assert step2["labels"] == {"canary": 3}
 
 
+def test_a_server_that_does_not_answer_keeps_the_labels_it_holds_where_they_are_wanted():
+    """A slow status answer is not a server without versions: an unchanged config is not rewritten without labels."""
+    step1, step2 = serving_host.stage_labels({"stable": 1, "canary": 2}, [1, 2], {"stable": 1, "canary": 2},
+                                             available=None)
+    assert step1 == step2 == {"versions": [1, 2], "labels": {"stable": 1, "canary": 2}}
+    # A move still waits for the new target, which nothing says is AVAILABLE.
+    step1, step2 = serving_host.stage_labels({"stable": 2}, [2], {"stable": 1}, available=None)
+    assert step1 == {"versions": [2], "labels": {}} and step2 == {"versions": [2], "labels": {"stable": 2}}
+
+
 def test_a_unit_with_a_metrics_path_reads_its_monitoring_config_beside_models_config():
     [unit] = plan(model())
     unit["metrics_path"] = "/monitoring/prometheus/metrics"
