@@ -61,8 +61,8 @@ class ChecksumCache(object):
 
     One JSON file (``$XDG_CACHE_HOME/mlserve-tfserving/checksums.json``, by
     default under ``~/.cache``): version directory -> relative path ->
-    [size, mtime_ns, inode, sha256]. A file whose size, mtime and inode are
-    unchanged is not read again (saved_model.directory_checksum). With
+    [size, mtime_ns, inode, ctime_ns, sha256]. A file whose size, mtime,
+    inode and ctime are unchanged is not read again (saved_model.directory_checksum). With
     `full` every file is read and the cache rewritten.
     """
 

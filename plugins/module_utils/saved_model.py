@@ -618,9 +618,12 @@ def directory_checksum(path, known=None):
     Independent of file order, timestamps and permissions: the digest covers
     the sorted relative paths and each file's bytes, nothing else.
 
-    `known`: relative path -> [size, mtime_ns, inode, sha256 hex] of an
-    earlier read (a manifest, the controller's cache). A file whose size,
-    mtime and inode are all unchanged takes its sha256 from there unread.
+    `known`: relative path -> [size, mtime_ns, inode, ctime_ns, sha256 hex]
+    of an earlier read (a manifest, the controller's cache). A file whose
+    size, mtime, inode and ctime are all unchanged takes its sha256 from
+    there unread: every write moves the ctime, which no tool can set back
+    (an extracted archive with its mtimes kept, into a reused inode, has
+    the stat it had before). An entry of another shape is read again.
     `files` maps each relative path to the same figures, as read now.
     """
     known = known or {}
@@ -631,9 +634,9 @@ def directory_checksum(path, known=None):
         digest.update(rel.encode("utf-8") + b"\0")
         try:
             st = os.stat(full)
-            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
             earlier = known.get(rel)
-            sha = earlier[3] if earlier and list(earlier[:3]) == stamp else _file_sha256(full)
+            sha = earlier[4] if earlier and list(earlier[:4]) == stamp else _file_sha256(full)
         except OSError as e:
             raise SavedModelError("%s cannot be read: %s" % (rel, e.strerror))
         digest.update(binascii.unhexlify(sha))
@@ -649,7 +652,7 @@ class Manifests(object):
     """The manifest beside each version on a host: ``<base>/.manifest-<dir>.json``.
 
     It lists each file of the version (relative path, size, mtime, inode,
-    sha256) as last read, so that the next read of an unchanged version only
+    ctime, sha256) as last read, so that the next read of an unchanged version only
     stats its files. TF Serving ignores it (not a directory, and its name
     starts with a dot). `mode`: "use" reads manifests and writes new or
     stale ones; "rewrite" reads every file and writes them all; "off"

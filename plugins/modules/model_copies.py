@@ -42,7 +42,7 @@ options:
   manifests:
     description:
       - What to do with the manifest beside each version, as M(mlserve.tfserving.model_version_info)'s option of
-        that name. V(use) takes the checksum of every file whose size, mtime and inode are unchanged from it.
+        that name. V(use) takes the checksum of every file whose size, mtime, inode and ctime are unchanged from it.
     type: str
     choices: [use, rewrite, "off"]
     default: use

@@ -71,10 +71,10 @@ options:
   manifests:
     description:
       - What to do with the manifest beside each version (C(<path>/.manifest-<dir>.json)), which lists each file's
-        relative path, size, mtime, inode and SHA-256 as last read.
-      - V(use) takes the SHA-256 of every file whose size, mtime and inode are unchanged from the manifest, so an
-        unchanged version costs a stat per file; new or stale manifests are written. A changed byte in a file whose
-        size and mtime were kept is not seen then.
+        relative path, size, mtime, inode, ctime and SHA-256 as last read.
+      - V(use) takes the SHA-256 of every file whose size, mtime, inode and ctime are unchanged from the manifest, so
+        an unchanged version costs a stat per file; new or stale manifests are written. Every write moves a file's
+        ctime; bytes that change without a write (a failing disk) are not seen then.
       - V(rewrite) reads every file, as V(off) does, and writes every manifest (a scheduled audit).
       - V(off) reads every file and writes nothing.
       - Writing a manifest is not reported as a change; check mode writes none.

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
@@ -208,7 +209,7 @@ def test_checksum_sees_content_and_names(tmp_path):
 
 
 def _rewrite_keeping_stat(path, content):
-    """Change a file's bytes, keeping its size, mtime and inode (what a stat cannot see)."""
+    """Change a file's bytes, keeping its size, mtime and inode (only its ctime moves)."""
     before = os.stat(path)
     with open(path, "r+b") as f:
         f.write(content)
@@ -219,11 +220,29 @@ def test_a_file_whose_stat_is_unchanged_is_not_read_again(tmp_path):
     _tree(tmp_path, [("saved_model.pb", b"graph"), ("assets/big", b"0123456789")])
     first = sm.directory_checksum(str(tmp_path))
     assert sorted(first[3]) == ["assets/big", "saved_model.pb"]
+    # Trusting the earlier read: its sha256 is taken unread (here one the file does not have).
+    known = dict(first[3], **{"assets/big": first[3]["assets/big"][:4] + ["0" * 64]})
+    assert sm.directory_checksum(str(tmp_path), known)[0] != first[0]
+    assert sm.directory_checksum(str(tmp_path), first[3]) == first
+
+
+def test_a_write_that_keeps_size_mtime_and_inode_is_read_again(tmp_path):
+    """An archive extracted with its mtimes kept, into an inode the old file freed: only the ctime tells."""
+    _tree(tmp_path, [("assets/big", b"0123456789")])
+    first = sm.directory_checksum(str(tmp_path))
+    time.sleep(0.01)  # a later ctime, at any timestamp granularity the tests run on
     _rewrite_keeping_stat(tmp_path / "assets" / "big", b"9876543210")
-    # Trusting the earlier read: the same sum, although a byte changed.
-    assert sm.directory_checksum(str(tmp_path), first[3])[0] == first[0]
-    # Without it the change is found.
-    assert sm.directory_checksum(str(tmp_path))[0] != first[0]
+    again = sm.directory_checksum(str(tmp_path), first[3])
+    assert again[0] != first[0]
+    assert again == sm.directory_checksum(str(tmp_path))
+
+
+def test_an_entry_of_an_earlier_shape_is_read_again(tmp_path):
+    """Manifests and caches written before the ctime was recorded: [size, mtime, inode, sha256]."""
+    _tree(tmp_path, [("assets/big", b"0123456789")])
+    first = sm.directory_checksum(str(tmp_path))
+    old = {"assets/big": first[3]["assets/big"][:3] + ["0" * 64]}
+    assert sm.directory_checksum(str(tmp_path), old) == first
 
 
 @pytest.mark.parametrize("change", [
@@ -251,15 +270,17 @@ def test_manifests_beside_each_version_are_written_used_and_rewritten(tmp_path):
     manifests.put(str(version), first[3], manifests.get(str(version)))
     assert manifests.written == [str(tmp_path / ".manifest-3.json")]
     assert sm.scan_model_base(str(tmp_path)) == ({3: "3"}, [])
-    _rewrite_keeping_stat(version / "assets" / "big", b"9876543210")
-    assert sm.directory_checksum(str(version), manifests.get(str(version)))[0] == first[0]
+    # Bytes that changed under an unchanged stat (a failing disk; here the manifest says so): use trusts it.
+    stale = dict(first[3], **{"assets/big": first[3]["assets/big"][:4] + ["0" * 64]})
+    manifests.put(str(version), stale, first[3])
+    assert sm.directory_checksum(str(version), manifests.get(str(version)))[0] != first[0]
     # rewrite (models_verify: full) reads every file, and keeps what it read.
     full = sm.Manifests("rewrite")
     assert full.get(str(version)) is None
     audited = sm.directory_checksum(str(version), full.get(str(version)))
-    assert audited[0] != first[0]
+    assert audited == first
     full.put(str(version), audited[3], None)
-    assert sm.directory_checksum(str(version), manifests.get(str(version)))[0] == audited[0]
+    assert sm.directory_checksum(str(version), manifests.get(str(version)))[0] == first[0]
 
 
 def test_manifests_are_not_written_in_check_mode_nor_when_off_nor_unchanged(tmp_path):
