@@ -30,7 +30,7 @@ ROLE_VARIABLES = {
     # models, firewall and gateway plans use them too); their home is the
     # serving role's defaults.
     "serving": ("tfserving_port_base", "tfserving_models_root", "serving_image", "serving_resources", "serving_config_dir", "serving_flags", "serving_batching",
-                "serving_gpu_host", "serving_user",
+                "serving_gpu_host", "serving_user", "serving_config_poll_seconds", "serving_wait_timeout",
                 "serving_read_only", "serving_tmpfs", "serving_cap_drop", "serving_no_new_privileges",
                 "serving_pids_limit", "serving_monitoring_enabled", "serving_monitoring_path"),
     "gateway": ("gateway_grpc_port_base", "gateway_pin_header", "gateway_pin_cookie", "gateway_pin_version_header",

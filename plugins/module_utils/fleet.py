@@ -523,6 +523,8 @@ _FLAG_MAXIMUM = {"int32": 2 ** 31 - 1, "int64": 2 ** 63 - 1}
 OP_THREAD_FLAGS = ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")
 # Set by the collection itself from the port plan and config layout.
 MANAGED_FLAGS = frozenset(["port", "rest_api_port", "model_config_file", "model_name", "model_base_path"])
+# Set by the collection from a role variable, after the user's flags.
+ROLE_FLAGS = {"model_config_file_poll_wait_seconds": "serving_config_poll_seconds"}
 # Set by the collection from a unit's batching parameters.
 BATCHING_FLAGS = ("enable_batching", "batching_parameters_file")
 
@@ -537,6 +539,9 @@ def flag_problems(flags, where="serving_flags"):
         if name in MANAGED_FLAGS:
             problems.append("%s.%s: set by the collection from the port plan and models.config; remove it"
                             % (where, name))
+        elif name in ROLE_FLAGS:
+            problems.append("%s.%s: set by the collection from %s (this value would be ignored); set that instead"
+                            % (where, name, ROLE_FLAGS[name]))
         elif name in BATCHING_FLAGS:
             problems.append("%s.%s: set by the collection from the batching parameters; declare them in "
                             "serving_batching or a model's batching instead (the file would not reach the "

@@ -57,6 +57,8 @@ def host_inputs(name, hostvars, defaults):
         "flags": var("serving_flags") or {},
         "batching": var("serving_batching") or {},
         "gpu_host": var("serving_gpu_host"),
+        "config_poll_seconds": var("serving_config_poll_seconds"),
+        "wait_timeout": var("serving_wait_timeout"),
         "hardening": dict((name, var("serving_" + name)) for name in hardening.HARDENING),
         "monitoring": {"serving_enabled": var("serving_monitoring_enabled"),
                        "serving_path": var("serving_monitoring_path"), "port": var("monitoring_port")},
@@ -300,6 +302,24 @@ def _address_problem(address):
             "server's port itself" % (address,))
 
 
+def timing_problems(poll, timeout):
+    """serving_config_poll_seconds and serving_wait_timeout: the server must re-read models.config, and a
+    label move (two config writes, each read at the next poll) must fit in the wait."""
+    def seconds(value):
+        return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+    problems = []
+    if not seconds(poll):
+        problems.append("serving_config_poll_seconds: %r is not a number of seconds (1 or more); with 0 the server "
+                        "reads models.config once, and no version or label change reaches it without a restart"
+                        % (poll,))
+    if not seconds(timeout):
+        problems.append("serving_wait_timeout: %r is not a number of seconds (1 or more)" % (timeout,))
+    elif seconds(poll) and timeout <= 2 * poll:
+        problems.append("serving_wait_timeout: %d is not more than two polls of serving_config_poll_seconds (%d s "
+                        "each), which a label move waits for; give it more than %d" % (timeout, poll, 2 * poll))
+    return problems
+
+
 def host_problems(host, serving, gateway_host, monitor=False):
     """Problems of one host's own variables, without the host's name (build_plan adds the hosts)."""
     problems = metrics.host_problems(host, serving, gateway_host, monitor)
@@ -312,6 +332,7 @@ def host_problems(host, serving, gateway_host, monitor=False):
         problems += fleet.image_problems("serving_image", host["image"])
         problems += fleet.flag_problems(host["flags"], "serving_flags")
         problems += batching.problems(host["batching"], "serving_batching")
+        problems += timing_problems(host["config_poll_seconds"], host["wait_timeout"])
         if not isinstance(host["gpu_host"], bool):
             problems.append("serving_gpu_host: %r is not true or false" % (host["gpu_host"],))
         problems += hardening.hardening_problems(host["hardening"], "serving_")

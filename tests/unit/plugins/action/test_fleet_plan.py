@@ -422,6 +422,17 @@ ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
      "gateway_pin_version_header: 'X Version' is not an HTTP header name; use 1 to 64 of A-Z a-z 0-9 - (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_pin_version_header": "x-model-label"})),
      "gateway_pin_version_header: 'x-model-label' is already gateway_pin_header; give each its own header (on gw)"),
+    # The server must re-read models.config, and a label move must fit in the wait.
+    (None, LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "serving_config_poll_seconds": 0})),
+     "serving_config_poll_seconds: 0 is not a number of seconds (1 or more); with 0 the server reads models.config "
+     "once, and no version or label change reaches it without a restart (on s2)"),
+    (None, LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "serving_wait_timeout": 10})),
+     "serving_wait_timeout: 10 is not more than two polls of serving_config_poll_seconds (5 s each), which a label "
+     "move waits for; give it more than 10 (on s2)"),
+    (None, LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600,
+                                                   "serving_flags": {"model_config_file_poll_wait_seconds": 30}})),
+     "serving_flags.model_config_file_poll_wait_seconds: set by the collection from serving_config_poll_seconds "
+     "(this value would be ignored); set that instead (on s2)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_pin_cookie": "model-label"})),
      "gateway_pin_cookie: 'model-label' is not a cookie name nginx can read; use 1 to 64 of A-Z a-z 0-9 _ (on gw)"),
     (None, LAB[:2] + hosts(("gw", ["gateway"], {"gateway_client_rate": "100/s"})),
