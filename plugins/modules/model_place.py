@@ -80,6 +80,11 @@ placed:
         M(mlserve.tfserving.model_version_info) returns them); empty when it did not read, and in check mode.
       type: list
       elements: dict
+    replaced:
+      description: >-
+        Whether a copy of the version was there before (it differed from the source): a server that loaded it keeps
+        serving it, which the module warns about.
+      type: bool
     msg:
       description: Why the version did not read; absent when it did.
       type: str
@@ -99,17 +104,21 @@ from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model impo
 
 
 def put_in_place(path, version):
-    """Rename <path>/.incoming-<version> to <path>/<version>, the version there before moved aside, then removed."""
+    """Rename <path>/.incoming-<version> to <path>/<version>, the version there before moved aside, then removed.
+
+    Returns whether a version was there before (a replaced copy)."""
     live, staged, old = (os.path.join(path, name % version) for name in ("%d", ".incoming-%d", ".outgoing-%d"))
     if not os.path.isdir(staged):
         raise SavedModelError("%s is missing: no copy of version %d to put in place" % (staged, version))
     if os.path.lexists(old):
         shutil.rmtree(old)
-    if os.path.lexists(live):
+    replaced = os.path.lexists(live)
+    if replaced:
         os.rename(live, old)
     os.rename(staged, live)
     if os.path.lexists(old):
         shutil.rmtree(old)
+    return replaced
 
 
 def main():
@@ -123,12 +132,18 @@ def main():
     manifests = Manifests("rewrite", module.check_mode)
     placed = []
     for entry in module.params["versions"]:
-        result = {"path": entry["path"], "version": entry["version"], "versions": []}
+        result = {"path": entry["path"], "version": entry["version"], "versions": [],
+                  "replaced": os.path.lexists(os.path.join(entry["path"], str(entry["version"])))}
         placed.append(result)
+        if result["replaced"]:
+            # TF Serving knows a version by its number only: it does not load the new files again.
+            module.warn("version %d in %s replaced a copy that differed from its source: a server that loaded it "
+                        "serves the old one until its container restarts. Publish a changed model as a new version "
+                        "number." % (entry["version"], entry["path"]))
         if module.check_mode:
             continue
         try:
-            put_in_place(entry["path"], entry["version"])
+            result["replaced"] = put_in_place(entry["path"], entry["version"])
         except (OSError, IOError) as e:
             module.fail_json(msg="model_place: could not put %s version %d in place: %s"
                                  % (entry["path"], entry["version"], e), placed=placed, changed=True)

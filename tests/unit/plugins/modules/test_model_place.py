@@ -28,8 +28,11 @@ def staged(tmp_path, *versions):
     return base
 
 
-def test_a_new_and_a_replaced_version_are_put_in_place_and_read_as_the_source(capsys, tmp_path):
+def test_a_new_and_a_replaced_version_are_put_in_place_and_read_as_the_source(capsys, tmp_path, monkeypatch):
     # Version 2 on the host was a copy of 1 (an earlier, different copy); 3 is new.
+    # Ansible keeps one process's warnings once each: these are caught as the module gives them.
+    warnings = []
+    monkeypatch.setattr(module.AnsibleModule, "warn", lambda self, text: warnings.append(text))
     base = staged(tmp_path, (2, 2), (3, 3))
     shutil.rmtree(str(base / "2"))
     shutil.copytree(os.path.join(SOURCE, "1"), str(base / "2"))
@@ -38,6 +41,10 @@ def test_a_new_and_a_replaced_version_are_put_in_place_and_read_as_the_source(ca
     assert [(p["version"], [v["checksum"] for v in p["versions"]]) for p in result["placed"]] == [
         (2, [checksum(SOURCE, 2)]), (3, [checksum(SOURCE, 3)])]
     assert "msg" not in result["placed"][0]
+    assert [p["replaced"] for p in result["placed"]] == [True, False]
+    assert warnings == [
+        "version 2 in %s replaced a copy that differed from its source: a server that loaded it serves the old one "
+        "until its container restarts. Publish a changed model as a new version number." % base]
     assert sorted(os.listdir(str(base))) == [".manifest-2.json", ".manifest-3.json", "1", "2", "3"]
     assert sorted(os.path.basename(p) for p in result["manifests_written"]) == [".manifest-2.json", ".manifest-3.json"]
     # The next runs' plain read agrees with what was placed.
@@ -66,7 +73,8 @@ def test_a_missing_staged_copy_fails_naming_it_and_changes_nothing(capsys, tmp_p
 def test_check_mode_renames_and_reads_nothing(capsys, tmp_path):
     base = staged(tmp_path, (3, 3))
     result = run(capsys, {"versions": [{"path": str(base), "version": 3}]}, check_mode=True)
-    assert result["changed"] is True and result["placed"] == [{"path": str(base), "version": 3, "versions": []}]
+    assert result["changed"] is True and result["placed"] == [{"path": str(base), "version": 3, "versions": [],
+                                                               "replaced": False}]
     assert sorted(os.listdir(str(base))) == [".incoming-3", "1", "2"]
 
 
