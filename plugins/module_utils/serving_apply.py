@@ -437,11 +437,14 @@ def _summary(container):
 # when that stops it at start-up (main.cc: it exits, and a restart fails alike).
 _LOAD_ERROR = re.compile(r"Loading servable: \{name: (\S+) version: (\d+)\} failed: (.*)$")
 _START_FAILED = "Failed to start server"
-# Docker's times (State.StartedAt, a log line's timestamp): RFC 3339 in UTC, up to nanoseconds.
+# Docker's times (a log line's timestamp): RFC 3339 in UTC, up to nanoseconds.
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z\Z")
 
 
-def _container_logs(client, name, lines):
+def _container_logs(client, name, lines, since=None):
+    """The container and its last `lines` log lines, without Docker's timestamps; with `since` (a UNIX time),
+    only those logged from then on: Docker keeps every run's logs, and a failure logged before this apply
+    began (a crash loop since put right) is not this run's."""
     from docker.errors import DockerException
     try:
         container = _get_container(client, name)
@@ -450,31 +453,23 @@ def _container_logs(client, name, lines):
         return None, "container state unknown: %s" % e
     if container is None:
         return None, "the container is gone"
-    return container, _this_run(container, text.strip().splitlines())
-
-
-def _instant(text):
-    """(UTC seconds, nanoseconds) of one of Docker's RFC 3339 times, or None."""
-    match = _TIMESTAMP.match(text)
-    if not match:
-        return None
-    return (calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")),
-            int((match.group(2) or "0").ljust(9, "0")))
-
-
-def _this_run(container, lines):
-    """The lines, without Docker's timestamps, that the container's current run (State.StartedAt) logged:
-    Docker keeps every run's logs, and an earlier run's start-up failure is not this one's."""
-    started = _instant((container.attrs.get("State") or {}).get("StartedAt") or "")
     kept = []
-    for line in lines:
-        stamp, _, text = line.partition(" ")
+    for line in text.strip().splitlines():
+        stamp, _, rest = line.partition(" ")
         at = _instant(stamp)
         if at is None:
             kept.append(line)
-        elif started is None or at >= started:
-            kept.append(text)
-    return kept
+        elif since is None or at >= since:
+            kept.append(rest)
+    return container, kept
+
+
+def _instant(text):
+    """One of Docker's RFC 3339 times (a log line's timestamp) as a UNIX time, or None."""
+    match = _TIMESTAMP.match(text)
+    if not match:
+        return None
+    return calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")) + float("0." + (match.group(2) or "0"))
 
 
 def _load_failure(lines):
@@ -486,9 +481,10 @@ def _load_failure(lines):
     return None
 
 
-def start_failure(client, name):
-    """The version whose load stopped the server at start-up, in the server's words; None if there is none."""
-    container, lines = _container_logs(client, name, 50)
+def start_failure(client, name, since=None):
+    """The version whose load stopped the server at start-up, in the server's words; None if there is none.
+    `since`: as _container_logs takes it."""
+    container, lines = _container_logs(client, name, 50, since)
     if container is None or not any(_START_FAILED in line for line in lines):
         return None
     failure = _load_failure(lines)
@@ -497,10 +493,10 @@ def start_failure(client, name):
     return "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1]
 
 
-def _container_note(client, name):
+def _container_note(client, name, since=None):
     """For a server that never answered: the container's state, and the load failure that holds its start-up
     back (TF Serving answers nothing until every first load is done, retries included), else its last log lines."""
-    container, lines = _container_logs(client, name, 50)
+    container, lines = _container_logs(client, name, 50, since)
     if container is None:
         return " (%s)" % lines
     failure = _load_failure(lines)
@@ -518,6 +514,7 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
     `client` None means no Docker on the host yet, which only check mode
     accepts: every unit is then reported as created.
     """
+    began = time.time()  # the engine stamps log lines with this host's clock
     units = units or []
     plans = _concurrently(plan_unit, units)
     for plan in plans:
@@ -549,7 +546,7 @@ def apply(client, check_mode=False, units=None, host=None, restart_policy="unles
                 if len(plan["steps"]) == 2:
                     _write_step(plan, 1, result, check_mode)
         else:
-            _wait_steps(client, plans, result, time.monotonic() + wait_timeout)
+            _wait_steps(client, plans, result, time.monotonic() + wait_timeout, began)
     except _Failed as e:
         raise ApplyError("; ".join("%s: %s" % (host, p) for p in e.problems), _finish(result, plans))
     except OSError as e:
@@ -630,8 +627,9 @@ def _converge_containers(client, plans, result, check_mode, remove_undeclared):
         raise _Failed("%s: %s" % (where, e))
 
 
-def _wait_steps(client, plans, result, deadline):
-    """Wait for every unit's step 1 at once, then write step 2 where labels had to wait, and wait for that."""
+def _wait_steps(client, plans, result, deadline, began=None):
+    """Wait for every unit's step 1 at once, then write step 2 where labels had to wait, and wait for that.
+    `began`: when the apply began (a UNIX time); the containers' logs count from then on."""
     problems = []
     failed = set()
 
@@ -641,9 +639,9 @@ def _wait_steps(client, plans, result, deadline):
         # The status read while planning still describes an unchanged container's server.
         first = plan["status"] if index == 0 and result["units"][name]["container"] == "unchanged" else None
         found, status = wait_unit(plan["unit"], plan["steps"][index], deadline, plan.get("settle_until", 0.0), first,
-                                  lambda: start_failure(client, name))
+                                  lambda: start_failure(client, name, began))
         if found and status is None:
-            found[-1] += _container_note(client, name)
+            found[-1] += _container_note(client, name, began)
         return found
 
     for index in (0, 1):

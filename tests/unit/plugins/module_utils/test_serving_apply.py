@@ -33,10 +33,8 @@ class FakeContainer:
         self.restarted()
 
     def restarted(self):
-        """A new run begins: Docker keeps the earlier runs' log lines, stamped before it."""
+        """A new run begins: Docker keeps the earlier runs' lines, stamped here a minute back (this run's: now)."""
         self.run_from = len(self.log_lines)
-        self.started = int(time.time())
-        self.attrs["State"] = {"StartedAt": time.strftime("%Y-%m-%dT%H:%M:%S.5Z", time.gmtime(self.started))}
 
     def start(self):
         self.client.calls.append(("start", self.name))
@@ -54,10 +52,11 @@ class FakeContainer:
         del self.client.existing[self.name]
 
     def logs(self, tail, timestamps=False):
-        # RFC 3339 as Docker writes it: the earlier runs' lines in the same second, before this run's start.
-        stamps = [time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(self.started)) + ("4" if i < self.run_from else "6")
-                  + "00000001Z " for i in range(len(self.log_lines))]
-        lines = [(stamp if timestamps else "") + line for stamp, line in zip(stamps, self.log_lines)]
+        def stamp(at):  # RFC 3339 with nanoseconds, as Docker writes it
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + (".%09dZ " % ((at % 1) * 1e9))
+        now = time.time()
+        lines = [(stamp(now - 60 if i < self.run_from else now) if timestamps else "") + line
+                 for i, line in enumerate(self.log_lines)]
         return "".join(line + "\n" for line in lines[-tail:]).encode()
 
 
@@ -700,21 +699,19 @@ def test_a_server_held_back_by_load_retries_names_the_load_status(tmp_path):
                            "/models/half_plus/1/variables/variables.index)" % unit["rest_port"])
 
 
-def test_a_start_up_failure_of_an_earlier_run_is_not_this_runs(tmp_path):
-    """Version 1 crashed the server before it was fixed; the restarted server is still loading and says nothing
-    yet: the wait must not quote the old failure, but wait for this run (here until its timeout)."""
+def test_a_start_up_failure_logged_before_this_apply_is_not_this_runs(tmp_path):
+    """Version 1 crashed the server before its files were put right; the container, started again, is still
+    loading and says nothing yet: the wait must not quote the old failure, but wait (here until its timeout)."""
     unit = make_unit(tmp_path, versions=(1,))
-    client = FakeClient()
-    container = client.add_like(sa.desired_container(unit), status="restarting")
+    client = FakeClient(on_start=lambda c: c.log_lines.append(
+        "I tensorflow_serving/core/loader_harness.cc:76] Loading servable version {name: half_plus version: 1}"))
+    container = client.add_like(sa.desired_container(unit), status="exited")
     container.log_lines = ["E tensorflow_serving/util/retrier.cc:37] Loading servable: {name: half_plus version: 1} "
                            "failed: DATA_LOSS: truncated", "Failed to start server. Error: UNKNOWN: 1 servable(s) "
                            "did not become available"]
-    container.restarted()
-    container.log_lines.append("I tensorflow_serving/core/loader_harness.cc:76] Loading servable version "
-                               "{name: half_plus version: 1}")
     with pytest.raises(sa.ApplyError) as e:
         sa.apply(client, units=[unit], host="host1", wait_timeout=2)
-    assert e.value.msg == ("host1: tfserving-half_plus: no status answer from 127.0.0.1:%d (container restarting; "
+    assert e.value.msg == ("host1: tfserving-half_plus: no status answer from 127.0.0.1:%d (container running; "
                            "last log lines: I tensorflow_serving/core/loader_harness.cc:76] Loading servable version "
                            "{name: half_plus version: 1})" % unit["rest_port"])
 
