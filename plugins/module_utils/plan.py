@@ -306,17 +306,21 @@ def timing_problems(poll, timeout):
     """serving_config_poll_seconds and serving_wait_timeout: the server must re-read models.config, and a
     label move (two config writes, each read at the next poll) must fit in the wait."""
     def seconds(value):
-        return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+        """As the roles' int type takes it (-e serving_wait_timeout=120 is a string), when 1 or more."""
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        return value if not isinstance(value, bool) and isinstance(value, int) and value >= 1 else None
     problems = []
-    if not seconds(poll):
+    if seconds(poll) is None:
         problems.append("serving_config_poll_seconds: %r is not a number of seconds (1 or more); with 0 the server "
                         "reads models.config once, and no version or label change reaches it without a restart"
                         % (poll,))
-    if not seconds(timeout):
+    if seconds(timeout) is None:
         problems.append("serving_wait_timeout: %r is not a number of seconds (1 or more)" % (timeout,))
-    elif seconds(poll) and timeout <= 2 * poll:
-        problems.append("serving_wait_timeout: %d is not more than two polls of serving_config_poll_seconds (%d s "
-                        "each), which a label move waits for; give it more than %d" % (timeout, poll, 2 * poll))
+    elif seconds(poll) is not None and seconds(timeout) <= 2 * seconds(poll):
+        problems.append("serving_wait_timeout: %s is not more than two polls of serving_config_poll_seconds (%s s "
+                        "each), which a label move waits for; give it more than %d"
+                        % (timeout, poll, 2 * seconds(poll)))
     return problems
 
 

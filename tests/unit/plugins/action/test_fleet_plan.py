@@ -357,6 +357,14 @@ def with_model(index, **changes):
 ISO_THOUSANDS = [dict(declaration()[1], versions=list(range(1, 29001)))]
 
 
+def test_poll_and_wait_given_on_the_command_line_are_numbers():
+    """-e serving_wait_timeout=120 arrives as a string, which the role's int type takes."""
+    inventory = LAB[:1] + hosts(("s2", ["tfserving"], {"tfserving_port_base": 18600, "serving_wait_timeout": "120",
+                                                        "serving_config_poll_seconds": "2"}))
+    assert plan.timing_problems("2", "120") == []
+    assert not [p for p in build(inventory=inventory)["problems"] if "serving_" in p]
+
+
 @pytest.mark.parametrize("decl, inventory, message", [
     # Names are whole strings: a trailing newline would reach routes.conf and models.config.
     (with_model(0, name="half_plus\n"), None, "tfserving_models[0].name: 'half_plus\\n' is not a valid model name"),
