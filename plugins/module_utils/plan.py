@@ -310,17 +310,17 @@ def timing_problems(poll, timeout):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         return value if not isinstance(value, bool) and isinstance(value, int) and value >= 1 else None
+    poll_seconds, wait_seconds = seconds(poll), seconds(timeout)
     problems = []
-    if seconds(poll) is None:
+    if poll_seconds is None:
         problems.append("serving_config_poll_seconds: %r is not a number of seconds (1 or more); with 0 the server "
                         "reads models.config once, and no version or label change reaches it without a restart"
                         % (poll,))
-    if seconds(timeout) is None:
+    if wait_seconds is None:
         problems.append("serving_wait_timeout: %r is not a number of seconds (1 or more)" % (timeout,))
-    elif seconds(poll) is not None and seconds(timeout) <= 2 * seconds(poll):
+    elif poll_seconds is not None and wait_seconds <= 2 * poll_seconds:
         problems.append("serving_wait_timeout: %s is not more than two polls of serving_config_poll_seconds (%s s "
-                        "each), which a label move waits for; give it more than %d"
-                        % (timeout, poll, 2 * seconds(poll)))
+                        "each), which a label move waits for; give it more than %d" % (timeout, poll, 2 * poll_seconds))
     return problems
 
 

@@ -80,6 +80,12 @@ def rollout_batches(hosts, size=1):
 _CONFIG_ONLY = ("versions", "labels")
 
 
+def _units(plan, host):
+    """The host's units in a plan as fleet_plan returns it (hosts, profiles); none when it serves nothing."""
+    entry = plan["hosts"].get(host)
+    return plan["profiles"][entry["profile"]]["units"] if entry else []
+
+
 def restarting_hosts(before, after, removed=False):
     """The hosts whose containers moving from plan `before` to plan `after` recreates, sorted.
 
@@ -92,9 +98,8 @@ def restarting_hosts(before, after, removed=False):
     its old containers there, and another may take their ports).
     """
     def containers(plan, host):
-        entry = plan["hosts"].get(host)
-        units = plan["profiles"][entry["profile"]]["units"] if entry else []
-        return dict((u["name"], dict((k, v) for k, v in u.items() if k not in _CONFIG_ONLY)) for u in units)
+        return dict((u["name"], dict((k, v) for k, v in u.items() if k not in _CONFIG_ONLY))
+                    for u in _units(plan, host))
 
     restarting = []
     for host in sorted(set(before["hosts"]) | set(after["hosts"])):
@@ -111,17 +116,17 @@ def drain_problems(stages, before, after, batch):
     ("old", "new"); `batch`: rollout_batch as given. The gateway refuses
     such a stage itself, but only when the run reaches it.
     """
-    plans = {"old": before, "new": after}
+    served = {}
+    for routes, plan in (("old", before), ("new", after)):
+        served[routes] = {}
+        for host in plan["hosts"]:
+            for unit in _units(plan, host):
+                served[routes].setdefault(unit["model"], set()).add(host)
     problems = []
     for stage in stages:
         if not stage["drain"]:
             continue
-        served = {}
-        plan = plans[stage["routes"]]
-        for host, entry in sorted(plan["hosts"].items()):
-            for unit in plan["profiles"][entry["profile"]]["units"]:
-                served.setdefault(unit["model"], set()).add(host)
-        for model, hosts in sorted(served.items()):
+        for model, hosts in sorted(served[stage["routes"]].items()):
             if hosts <= set(stage["batch"]):
                 problem = ("rollout_batch %s drains %s at once, every host that serves %s, whose containers this step "
                            "recreates: nothing would answer %s meanwhile. Use a smaller rollout_batch, or serve %s on "

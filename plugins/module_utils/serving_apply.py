@@ -441,9 +441,9 @@ _START_FAILED = "Failed to start server"
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z\Z")
 
 
-def _container_logs(client, name, lines, since=None):
-    """The container and its last `lines` log lines, without Docker's timestamps; with `since` (a UNIX time),
-    only those logged from then on: Docker keeps every run's logs, and a failure logged before this apply
+def _container_logs(client, name, lines, since):
+    """The container and its last `lines` log lines, without Docker's timestamps, of those logged from `since`
+    (a UNIX time) on: Docker keeps every run's logs, and a failure logged before this apply
     began (a crash loop since put right) is not this run's."""
     from docker.errors import DockerException
     try:
@@ -459,7 +459,7 @@ def _container_logs(client, name, lines, since=None):
         at = _instant(stamp)
         if at is None:
             kept.append(line)
-        elif since is None or at >= since:
+        elif at >= since:
             kept.append(rest)
     return container, kept
 
@@ -481,7 +481,7 @@ def _load_failure(lines):
     return None
 
 
-def start_failure(client, name, since=None):
+def start_failure(client, name, since):
     """The version whose load stopped the server at start-up, in the server's words; None if there is none.
     `since`: as _container_logs takes it."""
     container, lines = _container_logs(client, name, 50, since)
@@ -493,7 +493,7 @@ def start_failure(client, name, since=None):
     return "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1]
 
 
-def _container_note(client, name, since=None):
+def _container_note(client, name, since):
     """For a server that never answered: the container's state, and the load failure that holds its start-up
     back (TF Serving answers nothing until every first load is done, retries included), else its last log lines."""
     container, lines = _container_logs(client, name, 50, since)
@@ -627,7 +627,7 @@ def _converge_containers(client, plans, result, check_mode, remove_undeclared):
         raise _Failed("%s: %s" % (where, e))
 
 
-def _wait_steps(client, plans, result, deadline, began=None):
+def _wait_steps(client, plans, result, deadline, began):
     """Wait for every unit's step 1 at once, then write step 2 where labels had to wait, and wait for that.
     `began`: when the apply began (a UNIX time); the containers' logs count from then on."""
     problems = []
