@@ -437,6 +437,8 @@ def _summary(container):
 # when that stops it at start-up (main.cc: it exits, and a restart fails alike).
 _LOAD_ERROR = re.compile(r"Loading servable: \{name: (\S+) version: (\d+)\} failed: (.*)$")
 _START_FAILED = "Failed to start server"
+# A version the server is still loading, as serving_host.status_problems names it.
+_LOADING = re.compile(r"version (\d+) of (\S+) is LOADING")
 # Docker's times (a log line's timestamp): RFC 3339 in UTC, up to nanoseconds.
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z\Z")
 
@@ -472,13 +474,18 @@ def _instant(text):
     return calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")) + float("0." + (match.group(2) or "0"))
 
 
-def _load_failure(lines):
-    """The last failed load the server logged: 'version N of M failed to load[...]: STATUS', or None."""
-    for line in reversed(lines):
-        match = _LOAD_ERROR.search(line)
-        if match:
-            return "version %s of %s failed to load%%s: %s" % (match.group(2), match.group(1), match.group(3))
-    return None
+def _load_failures(lines):
+    """Each failed load the server logged, in order: (model, version, status)."""
+    return [(m.group(1), int(m.group(2)), m.group(3)) for m in (_LOAD_ERROR.search(line) for line in lines) if m]
+
+
+def _load_failure(lines, how=""):
+    """The last failed load the server logged: 'version N of M failed to load<how>: STATUS', or None."""
+    failures = _load_failures(lines)
+    if not failures:
+        return None
+    model, version, status = failures[-1]
+    return "version %d of %s failed to load%s: %s" % (version, model, how, status)
 
 
 def start_failure(client, name, since):
@@ -487,9 +494,9 @@ def start_failure(client, name, since):
     container, lines = _container_logs(client, name, 50, since)
     if container is None or not any(_START_FAILED in line for line in lines):
         return None
-    failure = _load_failure(lines)
+    failure = _load_failure(lines, ", and the server stopped at start-up")
     if failure:
-        return failure % ", and the server stopped at start-up"
+        return failure
     return "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1]
 
 
@@ -501,8 +508,24 @@ def _container_note(client, name, since):
         return " (%s)" % lines
     failure = _load_failure(lines)
     if failure:
-        return " (container %s; %s)" % (container.status, failure % "")
+        return " (container %s; %s)" % (container.status, failure)
     return " (container %s; last log lines: %s)" % (container.status, " | ".join(lines[-3:]) or "none")
+
+
+def _retry_notes(client, name, since, problems):
+    """The problems of a server that answers, each version still LOADING with the last load failure the
+    server logged for it: while TF Serving retries a load, the version's status says nothing of why."""
+    loading = [_LOADING.search(problem) for problem in problems]
+    if not any(loading):
+        return problems
+    container, lines = _container_logs(client, name, 50, since)
+    failed = dict(((model, version), status) for model, version, status in
+                  (_load_failures(lines) if container is not None else []))
+    noted = []
+    for problem, match in zip(problems, loading):
+        status = failed.get((match.group(2), int(match.group(1)))) if match else None
+        noted.append(problem + " (its load failed, and the server retries it: %s)" % status if status else problem)
+    return noted
 
 
 # ---------------------------------------------------------------- the whole host
@@ -642,6 +665,8 @@ def _wait_steps(client, plans, result, deadline, began):
                                   lambda: start_failure(client, name, began))
         if found and status is None:
             found[-1] += _container_note(client, name, began)
+        elif found:
+            found = _retry_notes(client, name, began, found)
         return found
 
     for index in (0, 1):

@@ -30,6 +30,7 @@ class FakeContainer:
                                      "CapDrop": kwargs.get("cap_drop"), "SecurityOpt": kwargs.get("security_opt"),
                                      "PidsLimit": kwargs.get("pids_limit")}}
         self.log_lines = []
+        self.log_source = None  # a running double's stderr, read as this run's lines
         self.restarted()
 
     def restarted(self):
@@ -56,7 +57,7 @@ class FakeContainer:
             return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + (".%09dZ " % ((at % 1) * 1e9))
         now = time.time()
         lines = [(stamp(now - 60 if i < self.run_from else now) if timestamps else "") + line
-                 for i, line in enumerate(self.log_lines)]
+                 for i, line in enumerate(self.log_lines + (self.log_source().splitlines() if self.log_source else []))]
         return "".join(line + "\n" for line in lines[-tail:]).encode()
 
 
@@ -419,6 +420,7 @@ class Servers:
     def start(self, container):
         self.running[container.name] = Double(self.tmp_path, container.kwargs["command"], env=self.env,
                                               name=container.name)
+        container.log_source = self.running[container.name].stderr
 
     def stop(self, container):
         self.running.pop(container.name).stop()
@@ -671,6 +673,37 @@ def test_a_failed_load_fails_without_waiting_for_the_timeout(tmp_path, servers):
     time.sleep(2.5)  # the server re-reads models.config every second: let it drop version 3 from its policy
     shutil.copy(os.path.join(FIXTURES, "half_plus", "3", "saved_model.pb"), str(pb))
     assert s.apply([dict(unit, versions=[1, 3])], wait_timeout=30)["units"][unit["name"]]["versions"] == [1, 3]
+
+
+def test_a_version_still_retrying_its_load_at_the_timeout_is_named_with_its_logged_failure(tmp_path, servers):
+    """While TF Serving retries a failed load the version stays LOADING, and its status says nothing of why."""
+    s = servers()
+    unit = make_unit(tmp_path, versions=[1], labels={"stable": 1})
+    unit["command"] = unit["command"] + ["--max_num_load_retries=100", "--load_retry_interval_micros=500000"]
+    s.apply([unit])
+    pb = tmp_path / "models" / "half_plus" / "3" / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:400])
+    with pytest.raises(sa.ApplyError) as e:
+        s.apply([dict(unit, versions=[1, 3], labels={"stable": 3})], wait_timeout=6)
+    assert e.value.msg.startswith("host1: tfserving-half_plus: version 3 of half_plus is LOADING"), e.value.msg
+    assert "LOADING (OK) (its load failed, and the server retries it: DATA_LOSS: Can't parse " in e.value.msg, e.value.msg
+    assert label_version(unit, "stable") == "1"  # the label waited for version 3
+
+
+def test_a_retried_load_is_quoted_only_for_its_own_version():
+    """Another version's failure, or one of a version that is not LOADING, is not this problem's cause."""
+    client = FakeClient()
+    client.add("tfserving-half_plus", {}).log_lines = [
+        "E tensorflow_serving/util/retrier.cc:37] Loading servable: {name: half_plus version: 2} failed: "
+        "NOT_FOUND: 100% of the files are gone",
+        "E tensorflow_serving/util/retrier.cc:37] Loading servable: {name: half_plus version: 4} failed: "
+        "DATA_LOSS: truncated"]
+    problems = ["tfserving-half_plus: version 3 of half_plus is LOADING (OK)",
+                "tfserving-half_plus: version 2 of half_plus is LOADING (OK)",
+                "tfserving-half_plus: version 4 of half_plus is END (DATA_LOSS: truncated)"]
+    assert sa._retry_notes(client, "tfserving-half_plus", 0, problems) == [
+        problems[0], problems[1] + " (its load failed, and the server retries it: NOT_FOUND: 100% of the files are "
+        "gone)", problems[2]]
 
 
 def test_a_server_that_never_answers_shows_its_container(tmp_path):
