@@ -494,10 +494,8 @@ def start_failure(client, name, since):
     container, lines = _container_logs(client, name, 50, since)
     if container is None or not any(_START_FAILED in line for line in lines):
         return None
-    failure = _load_failure(lines, ", and the server stopped at start-up")
-    if failure:
-        return failure
-    return "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1]
+    return _load_failure(lines, ", and the server stopped at start-up") or (
+        "the server stopped at start-up: %s" % [line for line in lines if _START_FAILED in line][-1])
 
 
 def _container_note(client, name, since):

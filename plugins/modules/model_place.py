@@ -104,21 +104,17 @@ from ansible_collections.mlserve.tfserving.plugins.module_utils.saved_model impo
 
 
 def put_in_place(path, version):
-    """Rename <path>/.incoming-<version> to <path>/<version>, the version there before moved aside, then removed.
-
-    Returns whether a version was there before (a replaced copy)."""
+    """Rename <path>/.incoming-<version> to <path>/<version>, the version there before moved aside, then removed."""
     live, staged, old = (os.path.join(path, name % version) for name in ("%d", ".incoming-%d", ".outgoing-%d"))
     if not os.path.isdir(staged):
         raise SavedModelError("%s is missing: no copy of version %d to put in place" % (staged, version))
     if os.path.lexists(old):
         shutil.rmtree(old)
-    replaced = os.path.lexists(live)
-    if replaced:
+    if os.path.lexists(live):
         os.rename(live, old)
     os.rename(staged, live)
     if os.path.lexists(old):
         shutil.rmtree(old)
-    return replaced
 
 
 def main():
@@ -143,7 +139,7 @@ def main():
         if module.check_mode:
             continue
         try:
-            result["replaced"] = put_in_place(entry["path"], entry["version"])
+            put_in_place(entry["path"], entry["version"])
         except (OSError, IOError) as e:
             module.fail_json(msg="model_place: could not put %s version %d in place: %s"
                                  % (entry["path"], entry["version"], e), placed=placed, changed=True)
